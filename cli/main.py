@@ -1,0 +1,43 @@
+"""The ``adapterhub`` command: the root group only wires one group or command per noun."""
+
+from __future__ import annotations
+
+import click
+from adapterhub.cli.adapters import pull, push, search, show, versions, yank
+from adapterhub.cli.alias import alias
+from adapterhub.cli.auth import login, logout, whoami
+from adapterhub.cli.cache import cache
+from adapterhub.cli.errors import HubGroup
+from adapterhub.cli.server import serve, up
+
+from adapterhub import __version__
+
+EPILOG = """\b
+Examples:
+  adapterhub up                                   # local registry on http://127.0.0.1:8000
+  adapterhub push out/ acme/sentiment --version 1.0.0 --alias stable
+  adapterhub search sentiment --method lora
+  adapterhub pull acme/sentiment:stable
+
+\b
+Settings: flags > ADAPTERHUB_URL, ADAPTERHUB_TOKEN, ADAPTERHUB_HOME, ADAPTERHUB_OFFLINE=1 > defaults.
+ADAPTERHUB_DEBUG=1 shows tracebacks.
+
+\b
+Shell completion (add to your shell's rc file):
+  bash: eval "$(_ADAPTERHUB_COMPLETE=bash_source adapterhub)"
+  zsh:  eval "$(_ADAPTERHUB_COMPLETE=zsh_source adapterhub)"
+  fish: _ADAPTERHUB_COMPLETE=fish_source adapterhub | source
+"""
+
+
+@click.group(cls=HubGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--url", metavar="URL", help="Registry URL (default: ADAPTERHUB_URL, else http://127.0.0.1:8000).")
+@click.version_option(__version__, prog_name="adapterhub")
+def cli(url: str | None) -> None:
+    """adapterhub: push, find, pull and serve parameter-efficient adapters."""
+
+
+COMMANDS = [up, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, cache]
+for command in COMMANDS:
+    cli.add_command(command)

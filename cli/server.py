@@ -1,0 +1,137 @@
+"""``adapterhub serve`` (the registry in this process) and ``adapterhub up`` (the local stack).
+
+``up`` runs each service as a child process so that it can wait for the registry, then run
+the later steps (`UP_STEPS`: seeding, the UI) against it, and stop every child on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import httpx
+from adapterhub.cli.output import note
+from adapterhub.registry import config
+
+
+def _server_serve() -> Callable:
+    """The server package's ``serve``, imported only when a command needs it (it pulls FastAPI)."""
+    package = importlib.import_module("adapterhub.registry.server")
+    serve = getattr(package, "serve", None)
+    return serve or importlib.import_module("adapterhub.registry.server.app").serve
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Run the registry server in the foreground (settings from ADAPTERHUB_* variables).
+
+    \b
+    Example:
+      ADAPTERHUB_DATABASE_URL=postgresql://hub@db/hub adapterhub serve --host 0.0.0.0 --port 8000
+    """
+    _server_serve()(host=host, port=port)
+
+
+def admin_token(home: Path) -> tuple[str, bool]:
+    """The local registry's admin token (made and stored 0600 on first start); True if new."""
+    path = home / "admin_token"
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip(), False
+    token = "ah_admin_" + secrets.token_urlsafe(32)
+    config.write_private(path, token + "\n")
+    return token, True
+
+
+def start_registry(host: str, port: int, env: dict) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "adapterhub.registry.server", "--host", host, "--port", str(port)]
+    return subprocess.Popen(cmd, env=env)
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise click.ClickException(f"the registry exited with status {proc.returncode} before answering at {url}")
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise click.ClickException(f"the registry did not answer at {url} within {timeout:.0f}s")
+
+
+def seed_step(url: str, token: str, first_start: bool) -> subprocess.Popen | None:
+    """Hook: on first start, push the adapters under seed_adapters/ (to come with `adapterhub seed`)."""
+    return None
+
+
+def ui_step(url: str, token: str, first_start: bool) -> subprocess.Popen | None:
+    """Hook: start the Streamlit UI (adapterhub.web) against ``url`` and return its process."""
+    return None
+
+
+# run in order once the registry answers; a step that starts a service returns its process
+UP_STEPS: list[Callable[[str, str, bool], subprocess.Popen | None]] = [seed_step, ui_step]
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def up(host: str, port: int) -> None:
+    """Start the local hub: the registry with SQLite under ADAPTERHUB_HOME. Ctrl-C stops it.
+
+    On first start it prints the admin token and stores it as your login.
+
+    \b
+    Example:
+      adapterhub up --port 8000
+    """
+    home = config.home()
+    home.mkdir(parents=True, exist_ok=True)
+    token, first = admin_token(home)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    env = {**os.environ, "ADAPTERHUB_HOME": str(home), "ADAPTERHUB_ADMIN_TOKEN": token}
+    procs = [start_registry(host, port, env)]
+    try:
+        wait_healthy(url, procs[0])
+        click.echo(f"registry: {url}  (data in {home})")
+        if first:
+            click.echo(f"admin token (shown once; also in {home / 'admin_token'}): {token}")
+            if config.read_token() is None:
+                config.store_token(token)
+                note("stored it as your login token (adapterhub logout to forget it)")
+        if url != config.DEFAULT_URL:
+            note(f"point the CLI at it: export ADAPTERHUB_URL={url}")
+        procs += [p for step in UP_STEPS if (p := step(url, token, first)) is not None]
+        note("press Ctrl-C to stop")
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+        failed = next(p for p in procs if p.poll() is not None)
+        raise click.ClickException(f"a service exited with status {failed.returncode}; stopping the others")
+    except KeyboardInterrupt:
+        note("stopping ...")
+    finally:
+        stop(procs)

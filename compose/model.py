@@ -1,0 +1,399 @@
+"""`AdapterModel`: adapters on a frozen transformers model that stays a transformers model.
+
+``AdapterModel(model)`` does not wrap: it swaps the model's class for a subclass that mixes in the
+adapter API, in place, and returns the same object. ``generate()``, ``save_pretrained()``,
+``transformers.Trainer`` and every attribute keep working because nothing else changed.
+
+>>> from transformers import LlamaConfig, LlamaForCausalLM
+>>> import adapterhub as ah
+>>> cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+...                   num_attention_heads=4, num_key_value_heads=2, vocab_size=128)
+>>> am = ah.AdapterModel(LlamaForCausalLM(cfg))
+>>> am.add_adapter("sent", ah.LoRAConfig(r=4, alpha=8))
+>>> am.set_active("sent"); am.active_adapters
+('sent',)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from adapterhub.compose import composition, io, prompting
+from adapterhub.compose.arch import arch_spec
+from adapterhub.compose.targets import find_heads, find_targets
+from adapterhub.compose.tuners import method_for_config
+from adapterhub.compose.tuners.config_base import AdapterConfig
+from adapterhub.compose.tuners.heads import add_head, iter_heads
+from adapterhub.compose.tuners.prefix.config import PrefixTuningConfig
+from adapterhub.compose.tuners.prefix.layer import PrefixEncoder
+from adapterhub.compose.tuners.prompt.layer import PromptEmbedding
+from adapterhub.compose.tuners.site import AdapterState, iter_sites, make_site, site_facts
+from torch import nn
+
+from adapterhub.errors import AdapterNotFoundError, InvalidAdapterError
+
+
+@dataclass(frozen=True)
+class TrainableParameters:
+    trainable: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.trainable / max(1, self.total)
+
+    def __str__(self) -> str:
+        return f"trainable params: {self.trainable:,} || all params: {self.total:,} || trainable%: {self.percent:.4f}"
+
+
+_CLASSES: dict[type, type] = {}
+
+
+def _text_config(config):
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def _first(config, *names, default=None):
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+class AdapterModel:
+    """Mixin that turns a ``PreTrainedModel`` into an adapter-capable one, in place (see module doc)."""
+
+    _ah_state: AdapterState
+    _ah_configs: dict[str, AdapterConfig]
+    ah_prompts: nn.ModuleDict
+
+    def __new__(cls, model: nn.Module | None = None, *args, **kwargs):
+        if cls is not AdapterModel:  # a dynamic subclass being built by transformers/copy: normal path
+            return super().__new__(cls)
+        if isinstance(model, AdapterModel):
+            return model
+        if not isinstance(model, nn.Module) or not hasattr(model, "config"):
+            raise TypeError(f"AdapterModel expects a transformers PreTrainedModel, got {type(model).__name__}")
+        base_cls = type(model)
+        new_cls = _CLASSES.get(base_cls)
+        if new_cls is None:
+            def forward(self, *args, **kwargs):
+                return AdapterModel.forward(self, *args, **kwargs)
+
+            forward.__signature__ = _forward_signature(base_cls.forward)
+            forward.__doc__ = base_cls.forward.__doc__
+            attrs = {"__module__": base_cls.__module__, "forward": forward}
+            new_cls = type(base_cls.__name__, (AdapterModel, base_cls), attrs)
+            _CLASSES[base_cls] = new_cls
+        model.__class__ = new_cls
+        return model
+
+    def __init__(self, model: nn.Module | None = None, *args, **kwargs):
+        if "_ah_state" in self.__dict__:
+            return
+        self.__dict__["_ah_state"] = AdapterState()
+        self.__dict__["_ah_configs"] = {}
+        self.__dict__["_ah_active"] = None
+        self.ah_prompts = nn.ModuleDict()
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    # ------------------------------------------------------------------ adding and removing
+    @property
+    def adapters(self) -> dict[str, AdapterConfig]:
+        return dict(self._ah_configs)
+
+    def add_adapter(self, name: str, config: AdapterConfig, *, tokenizer=None, set_active: bool = False) -> None:
+        """Attach a new adapter. Everything is built before anything is attached, so an error
+        (a target that matches nothing, a bad config) leaves the model exactly as it was."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise InvalidAdapterError(f"adapter name {name!r} must be a non-empty string without '.'")
+        if name in self._ah_configs:
+            raise InvalidAdapterError(f"an adapter named {name!r} already exists; delete it or pick another name")
+        if not isinstance(config, AdapterConfig):
+            raise InvalidAdapterError(f"expected an adapter config (LoRAConfig, ...), got {type(config).__name__}")
+        config = copy.deepcopy(config)
+        method = method_for_config(config)
+        self._fill_model_facts(config, method)
+        built: list[tuple[nn.Module, str, nn.Module]] = []
+        if method.kind == "site":
+            for site_name in find_targets(self, config.target_modules, name):
+                module = self.get_submodule(site_name)
+                layer = method.site_module.build_layer(site_facts(module, site_name), site_name, config)
+                built.append((module, site_name, layer))
+            if hasattr(config, "fan_in_fan_out"):
+                config.fan_in_fan_out = any(site_facts(m, n).fan_in_fan_out for m, n, _ in built)
+        else:
+            encoder = self._build_prompt_encoder(config, tokenizer)
+        heads = find_heads(self, config.modules_to_save, name)
+        # attach: nothing below can fail on user input
+        ref = next(self.parameters())
+        for module, site_name, layer in built:
+            site = make_site(module, self._ah_state, site_name)
+            site.ah_adapters[name] = layer.to(device=ref.device)
+        if method.kind != "site":
+            self.ah_prompts[name] = encoder.to(device=ref.device)
+        for head_name in heads:
+            add_head(self.get_submodule(head_name), self._ah_state, name)
+        self._ah_configs[name] = config
+        for p in self.adapter_parameters(name):
+            p.requires_grad_(False)
+        if set_active:
+            self.set_active(name)
+
+    def delete_adapter(self, name: str) -> None:
+        self._require(name)
+        for _, site in iter_sites(self):
+            if name in site.ah_adapters:
+                if name in site._ah_merged:
+                    raise InvalidAdapterError(f"adapter {name!r} is merged; call unmerge() before deleting it")
+                del site.ah_adapters[name]
+        for _, head in iter_heads(self):
+            if name in head.ah_heads:
+                del head.ah_heads[name]
+        if name in self.ah_prompts:
+            del self.ah_prompts[name]
+        del self._ah_configs[name]
+        if name in composition.leaves_of(self._ah_active):
+            self.set_active(None)
+
+    def _require(self, name: str) -> AdapterConfig:
+        if name not in self._ah_configs:
+            known = ", ".join(sorted(self._ah_configs)) or "none"
+            raise AdapterNotFoundError(f"no adapter named {name!r} on this model (loaded: {known})")
+        return self._ah_configs[name]
+
+    def _fill_model_facts(self, config: AdapterConfig, method) -> None:
+        model_type = getattr(self.config, "model_type", "")
+        module = method.site_module
+        if method.kind == "site" and config.target_modules is None:
+            spec = arch_spec(model_type)
+            if hasattr(module, "fill_defaults"):
+                module.fill_defaults(config, spec)
+            if config.target_modules is None:
+                targets = module.default_targets(spec)
+                config.target_modules = targets if isinstance(targets, str) else list(targets)
+        elif method.kind == "site" and hasattr(module, "fill_defaults"):
+            try:
+                module.fill_defaults(config, arch_spec(model_type))
+            except InvalidAdapterError:
+                module.fill_defaults(config, None)
+        if config.task_type == "SEQ_CLS" and config.modules_to_save is None:
+            config.modules_to_save = [n for n in ("classifier", "score") if hasattr(self, n)] or None
+        if config.base_model_name_or_path is None:
+            config.base_model_name_or_path = getattr(self.config, "_name_or_path", None) or None
+        if method.kind == "prompt":
+            text = _text_config(self.config)
+            hidden = _first(text, "hidden_size", "n_embd", "d_model")
+            heads = _first(text, "num_attention_heads", "n_head", "num_heads")
+            if config.num_layers is None:
+                config.num_layers = _first(text, "num_hidden_layers", "n_layer", "num_layers")
+            if method.name == "prefix_tuning":
+                kv_heads = _first(text, "num_key_value_heads", default=heads)
+                head_dim = _first(text, "head_dim", default=hidden // heads)
+                if config.num_attention_heads is None:
+                    config.num_attention_heads = kv_heads
+                if config.token_dim is None:
+                    config.token_dim = head_dim * kv_heads
+            else:
+                config.num_attention_heads = config.num_attention_heads or heads
+                config.token_dim = config.token_dim or hidden
+
+    def _build_prompt_encoder(self, config: AdapterConfig, tokenizer) -> nn.Module:
+        if isinstance(config, PrefixTuningConfig):
+            return PrefixEncoder(config)
+        token_ids = None
+        if config.prompt_tuning_init == "TEXT":
+            if tokenizer is None and config.tokenizer_name_or_path:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(config.tokenizer_name_or_path, local_files_only=True)
+            if tokenizer is None:
+                raise InvalidAdapterError(
+                    "prompt_tuning_init='TEXT' needs a tokenizer: pass tokenizer= to add_adapter "
+                    "or a local tokenizer_name_or_path"
+                )
+            token_ids = tokenizer(config.prompt_tuning_init_text, add_special_tokens=False)["input_ids"]
+        return PromptEmbedding(config, self.get_input_embeddings(), token_ids)
+
+    # ------------------------------------------------------------------ activation and training
+    def set_active(self, active: str | composition.Block | list[str] | None) -> None:
+        """Activate one adapter, a list (stacked), a composition block, or ``None`` for the base."""
+        active = composition.normalize(active)
+        for leaf in composition.leaves_of(active):
+            self._require(leaf)
+        self.__dict__["_ah_active"] = active
+        self._ah_state.active = composition.leaves_of(active)
+
+    # PEFT spelling
+    set_adapter = set_active
+
+    @property
+    def active_adapters(self) -> tuple[str, ...]:
+        return self._ah_state.active
+
+    @property
+    def active_composition(self):
+        return self._ah_active
+
+    @contextlib.contextmanager
+    def disable_adapters(self):
+        """Run the bare base model inside the block (merged adapters excepted, as in PEFT)."""
+        previous = self._ah_state.disabled
+        self._ah_state.disabled = True
+        try:
+            yield self
+        finally:
+            self._ah_state.disabled = previous
+
+    def adapter_parameters(self, name: str) -> list[nn.Parameter]:
+        self._require(name)
+        params: list[nn.Parameter] = []
+        for _, site in iter_sites(self):
+            if name in site.ah_adapters:
+                params.extend(site.ah_adapters[name].parameters())
+        for _, head in iter_heads(self):
+            if name in head.ah_heads:
+                params.extend(head.ah_heads[name].parameters())
+        if name in self.ah_prompts:
+            params.extend(self.ah_prompts[name].parameters())
+        return params
+
+    def train_adapter(self, name: str) -> None:
+        """Freeze everything but this adapter (for LoRA-FA, but its B matrices), activate it, train mode."""
+        config = self._require(name)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        method = method_for_config(config)
+        for _, site in iter_sites(self):
+            if name in site.ah_adapters:
+                for p in method.site_module.trainable_parameters(site.ah_adapters[name], config):
+                    p.requires_grad_(True)
+        for _, head in iter_heads(self):
+            if name in head.ah_heads:
+                head.ah_heads[name].requires_grad_(True)
+        if name in self.ah_prompts:
+            self.ah_prompts[name].requires_grad_(True)
+        self.set_active(name)
+        self.train()
+
+    def trainable_parameters(self) -> TrainableParameters:
+        """Count like PEFT's ``print_trainable_parameters`` (adapter copies counted once, base included)."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        return TrainableParameters(trainable, total)
+
+    def print_trainable_parameters(self) -> None:
+        print(self.trainable_parameters())
+
+    # ------------------------------------------------------------------ merging
+    @torch.no_grad()
+    def merge(self, name: str | None = None) -> None:
+        """Fold a LoRA or IA³ adapter (default: the active ones) into the base weights."""
+        names = [name] if name else list(self.active_adapters)
+        for n in names:
+            config = self._require(n)
+            if not all(getattr(site.ah_adapters[n], "mergeable", False) for _, site in iter_sites(self) if n in site.ah_adapters) or method_for_config(config).kind != "site":
+                raise InvalidAdapterError(f"adapter {n!r} ({config.method}) cannot be merged; only LoRA and IA³ can")
+        for n in names:
+            for _, site in iter_sites(self):
+                if n in site.ah_adapters and n not in site._ah_merged:
+                    site._ah_merged[n] = site.weight.detach().clone()
+                    if site.bias is not None:
+                        site._ah_merged_bias[n] = site.bias.detach().clone()
+                    site.ah_adapters[n].merge_into(site)
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Restore the exact base weights saved when merging (bit for bit, merge order undone)."""
+        for _, site in iter_sites(self):
+            for n in reversed(list(site._ah_merged)):
+                site.weight.data.copy_(site._ah_merged.pop(n))
+                if n in site._ah_merged_bias:
+                    site.bias.data.copy_(site._ah_merged_bias.pop(n))
+
+    @property
+    def merged_adapters(self) -> tuple[str, ...]:
+        names: list[str] = []
+        for _, site in iter_sites(self):
+            names.extend(n for n in site._ah_merged if n not in names)
+        return tuple(names)
+
+    # ------------------------------------------------------------------ folders
+    def save_adapter(self, name: str, path: str | Path, format: str = "adapterhub", card: dict | None = None) -> Path:
+        """Write the adapter folder: PEFT's ``adapter_config.json`` + safetensors (+ ``adapterhub.json``)."""
+        self._require(name)
+        return io.save_adapter(self, name, Path(path), format=format, card=card)
+
+    def load_adapter(self, source: str | Path, name: str | None = None, *, replace: bool = False, set_active: bool = False) -> str:
+        """Load a folder (ours or PEFT's) or a registry reference (``ns/name:stable``); return its name."""
+        return io.load_adapter(self, source, name=name, replace=replace, set_active=set_active)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save the base model alone (merged adapters included), as transformers would."""
+        if "state_dict" not in kwargs:
+            kwargs["state_dict"] = self.base_state_dict()
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def base_state_dict(self) -> dict[str, torch.Tensor]:
+        marks = (".ah_adapters.", ".ah_heads.", "ah_prompts.")
+        return {k: v for k, v in self.state_dict().items() if not any(m in k or k.startswith(m) for m in marks)}
+
+    # ------------------------------------------------------------------ running
+    def _active_prompt_encoders(self) -> list[nn.Module]:
+        state = self._ah_state
+        if state.disabled:
+            return []
+        return [self.ah_prompts[n] for n in state.active if n in self.ah_prompts]
+
+    def forward(self, *args, **kwargs):
+        kwargs.pop("adapter_names", None)
+        encoders = [] if self._ah_state.in_generate else self._active_prompt_encoders()
+        if not encoders:
+            return super().forward(*args, **kwargs)
+        kwargs = _bind_positional(super().forward, args, kwargs)
+        return prompting.prompt_forward(self, encoders, super().forward, kwargs)
+
+    def generate(self, *args, **kwargs):
+        kwargs.pop("adapter_names", None)
+        encoders = self._active_prompt_encoders()
+        if not encoders:
+            return super().generate(*args, **kwargs)
+        if args:
+            kwargs["input_ids"] = args[0]
+        if kwargs.get("input_ids") is None:
+            raise InvalidAdapterError("generate() with a prompt or prefix adapter needs input_ids")
+        state = self._ah_state
+        state.in_generate = True
+        try:
+            return prompting.prompt_generate(self, encoders, super().forward, super().generate, kwargs)
+        finally:
+            state.in_generate = False
+
+
+def _bind_positional(fn, args: tuple, kwargs: dict) -> dict:
+    if not args:
+        return kwargs
+    names = [p for p in inspect.signature(fn).parameters if p not in ("self", "args", "kwargs")]
+    for pname, value in zip(names, args, strict=False):
+        kwargs[pname] = value
+    return kwargs
+
+
+def _forward_signature(fn) -> inspect.Signature:
+    """The base model's forward signature plus ``adapter_names``: Trainer inspects it to keep columns."""
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())
+    extra = inspect.Parameter("adapter_names", inspect.Parameter.KEYWORD_ONLY, default=None)
+    idx = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD), len(params))
+    params.insert(idx, extra)
+    return sig.replace(parameters=params)
+
+
+__all__ = ["AdapterModel", "TrainableParameters"]

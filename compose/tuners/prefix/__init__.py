@@ -1,0 +1,4 @@
+from adapterhub.compose.tuners.prefix.config import PrefixTuningConfig
+from adapterhub.compose.tuners.prefix.layer import PrefixEncoder
+
+__all__ = ["PrefixTuningConfig", "PrefixEncoder"]

@@ -1,0 +1,132 @@
+"""Adapter sites: existing ``nn.Linear``/``Conv1D`` modules taught to run adapters, in place.
+
+Instead of wrapping a target in a new module (which renames every base weight, as PEFT's
+``base_layer`` does), the module's class is swapped for a subclass that adds an ``ah_adapters``
+``ModuleDict``. Base weight names stay exactly as transformers wrote them, so the model keeps
+loading, saving and training as the same transformers model, and merging edits the weight in place.
+
+Each method contributes a small per-site module (``SiteAdapter``) with two hooks: ``scale_input``
+(IA³ on feed-forward inputs) and ``on_output`` (LoRA adds its delta, IA³ scales, a bottleneck
+adapter transforms). The site applies them in the active composition's order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from adapterhub.errors import InvalidAdapterError
+
+
+class SiteAdapter(nn.Module):
+    """One adapter's parameters at one site."""
+
+    mergeable = False
+
+    def scale_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def on_output(self, site: nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return out
+
+    def delta_weight(self, site: nn.Module) -> torch.Tensor:  # pragma: no cover - mergeable methods override
+        raise NotImplementedError
+
+
+class AdapterState:
+    """What is active, shared by reference between the model and all of its sites (not a Module)."""
+
+    def __init__(self) -> None:
+        self.active: tuple[str, ...] = ()
+        self.disabled = False
+        self.in_generate = False
+        self.row_plan = None  # per-row adapter plan for the current forward, if any
+
+
+class AdapterSiteMixin:
+    """Mixed into the class of a target module; see the module docstring."""
+
+    ah_adapters: nn.ModuleDict
+    _ah_state: AdapterState
+    _ah_merged: dict[str, torch.Tensor]
+
+    def _ah_init(self, state: AdapterState) -> None:
+        nn.Module.__setattr__(self, "_ah_state", state)
+        self.ah_adapters = nn.ModuleDict()
+        self._ah_merged = {}  # adapter name -> weight before merging it (exact unmerge)
+        self._ah_merged_bias = {}
+
+    def _ah_active(self) -> list[SiteAdapter]:
+        state = self._ah_state
+        if state.disabled:
+            return []
+        adapters = self.ah_adapters
+        merged = self._ah_merged
+        return [adapters[n] for n in state.active if n in adapters and n not in merged]
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        plan = self._ah_state.row_plan
+        if plan is not None and not self._ah_state.disabled:
+            return plan.apply(self, x, *args, **kwargs)
+        active = self._ah_active()
+        if not active:
+            return super().forward(x, *args, **kwargs)
+        return self._ah_apply(active, x, *args, **kwargs)
+
+    def _ah_apply(self, active: list[SiteAdapter], x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        h = x
+        for adapter in active:
+            h = adapter.scale_input(h)
+        out = super().forward(h, *args, **kwargs)
+        for adapter in active:
+            out = adapter.on_output(self, x, out)
+        return out
+
+    def base_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
+
+
+@dataclass(frozen=True)
+class SiteFacts:
+    """What a method's ``build_layer`` reads from a site, known before the site is swapped in."""
+
+    in_out_features: tuple[int, int]
+    fan_in_fan_out: bool
+
+
+def site_facts(module: nn.Module, name: str) -> SiteFacts:
+    """Check ``module`` can carry adapters and describe it; raise naming the module otherwise."""
+    if isinstance(module, Conv1D):
+        return SiteFacts((module.weight.shape[0], module.weight.shape[1]), True)
+    if isinstance(module, nn.Linear):
+        return SiteFacts((module.in_features, module.out_features), False)
+    raise InvalidAdapterError(
+        f"module {name!r} is a {type(module).__name__}; adapters attach to Linear or Conv1D layers only"
+    )
+
+
+_SITE_CLASSES: dict[type, type] = {}
+
+
+def make_site(module: nn.Module, state: AdapterState, name: str) -> AdapterSiteMixin:
+    """Turn ``module`` into an adapter site in place (idempotent); only Linear and Conv1D qualify."""
+    if isinstance(module, AdapterSiteMixin):
+        return module
+    site_facts(module, name)
+    base_cls = type(module)
+    cls = _SITE_CLASSES.get(base_cls)
+    if cls is None:
+        cls = type(base_cls.__name__, (AdapterSiteMixin, base_cls), {"__module__": base_cls.__module__})
+        _SITE_CLASSES[base_cls] = cls
+    module.__class__ = cls
+    module._ah_init(state)
+    return module
+
+
+def iter_sites(model: nn.Module):
+    for name, module in model.named_modules():
+        if isinstance(module, AdapterSiteMixin):
+            yield name, module

@@ -1,0 +1,1 @@
+"""The registry: the server (FastAPI, never imports torch), the HTTP client and the local cache."""

@@ -1,0 +1,443 @@
+"""The Python client of the registry: HTTP (``/api/v1``, see ``registry/API.md``) plus the local cache.
+
+Why one class: the CLI, the UI and the engine all meet the hub through `Hub`, so a reference
+means the same thing everywhere, errors are the same typed `adapterhub.errors`, and every
+pulled folder comes from the same verified cache. It imports neither the server nor torch.
+
+>>> import adapterhub as ah
+>>> hub = ah.Hub("http://127.0.0.1:8000", token="ah_...")            # doctest: +SKIP
+>>> hub.push("out/", "acme/sentiment", version="1.3.0", alias="stable")  # doctest: +SKIP
+>>> folder = hub.pull("acme/sentiment:stable")                        # doctest: +SKIP
+>>> hub.resolve("acme/sentiment:prod", key="tenant-42").version       # doctest: +SKIP
+'1.3.0'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from adapterhub.registry import config
+from adapterhub.registry.cache import CHUNK, Cache, download_blob, ref_name, sha256_file
+from adapterhub.registry.reference import Reference, check_alias, check_version, parse_reference
+from tqdm.auto import tqdm
+
+from adapterhub.errors import (
+    AdapterHubError,
+    AdapterNotFoundError,
+    AuthenticationError,
+    InvalidAdapterError,
+    InvalidReferenceError,
+    OfflineError,
+    RegistryError,
+)
+
+CREATE_FIELDS = ("description", "task", "method", "base_model", "tags", "license")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a reference points to right now (canary-aware: ``arm`` says which side of a rollout)."""
+
+    namespace: str
+    name: str
+    version: str
+    commit: str | None = None
+    arm: str = "stable"
+    rollout_id: int | None = None
+
+    @property
+    def reference(self) -> str:
+        return f"{self.namespace}/{self.name}@{self.version}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _as_ref(ref: str | Reference) -> Reference:
+    return ref if isinstance(ref, Reference) else parse_reference(ref)
+
+
+class Hub:
+    """A registry and the local cache beside it.
+
+    ``url`` defaults to ``ADAPTERHUB_URL`` (else the local registry ``adapterhub up`` starts),
+    ``token`` to ``ADAPTERHUB_TOKEN`` (else the one ``adapterhub login`` stored). With
+    ``ADAPTERHUB_OFFLINE=1`` only `pull` and `resolve` work, from the cache.
+
+    >>> with Hub() as hub:                                       # doctest: +SKIP
+    ...     [a["name"] for a in hub.search("sentiment", method="lora")]
+    ['sentiment']
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        offline: bool | None = None,
+        progress: bool | None = None,
+        timeout: float = 60.0,
+    ):
+        self.url = config.resolve_url(url)
+        self.token = config.resolve_token(token)
+        self.cache = Cache(cache_dir or config.cache_dir())
+        self.offline = config.offline() if offline is None else offline
+        self.progress = progress  # None: bars only when stderr is a terminal
+        headers = {"User-Agent": "adapterhub-client"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        self._http = httpx.Client(
+            base_url=f"{self.url}/api/v1/", headers=headers, timeout=httpx.Timeout(timeout, connect=10.0)
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Hub(url={self.url!r}, offline={self.offline})"
+
+    # -- identity ----------------------------------------------------------------------------
+    def whoami(self) -> dict:
+        """``{"user", "is_admin", "scopes"}`` for the current token."""
+        return self._request("GET", "whoami").json()
+
+    # -- browsing ----------------------------------------------------------------------------
+    def search(
+        self,
+        query: str | None = None,
+        *,
+        base_model: str | None = None,
+        method: str | None = None,
+        task: str | None = None,
+        tag: str | None = None,
+        namespace: str | None = None,
+        sort: str | None = None,
+        limit: int = 20,
+    ) -> list[dict]:
+        """Adapter summaries matching every filter given (``sort``: newest, downloads, metric:<name>)."""
+        params = {"q": query, "base_model": base_model, "method": method, "task": task, "tag": tag,
+                  "namespace": namespace, "sort": sort, "limit": limit}
+        params = {k: v for k, v in params.items() if v not in (None, "")}
+        return self._request("GET", "adapters", params=params).json()["items"][:limit]
+
+    def show(self, ref: str | Reference) -> dict:
+        """The adapter's summary plus ``"version"``: the version the reference resolves to (or None)."""
+        r = _as_ref(ref)
+        summary = self._request("GET", self._adapter_path(r), ref=r).json()
+        try:
+            version = self.resolve(r).version
+        except AdapterNotFoundError:
+            if r.revision:
+                raise
+            return {**summary, "version": None}  # an adapter with no version yet
+        return {**summary, "version": self._request("GET", f"{self._adapter_path(r)}/versions/{version}", ref=r).json()}
+
+    def versions(self, ref: str | Reference) -> list[dict]:
+        """Every version, newest first (semver order), with files, yank state and evaluations."""
+        r = _as_ref(ref)
+        return self._request("GET", f"{self._adapter_path(r)}/versions", ref=r).json()
+
+    # -- aliases -----------------------------------------------------------------------------
+    def aliases(self, ref: str | Reference) -> dict[str, str]:
+        r = _as_ref(ref)
+        return self._request("GET", f"{self._adapter_path(r)}/aliases", ref=r).json()
+
+    def set_alias(self, ref: str | Reference, alias: str, version: str) -> dict:
+        """Point ``alias`` at ``version`` (creating or moving it); returns ``{"alias", "version"}``."""
+        r = _as_ref(ref)
+        path = f"{self._adapter_path(r)}/aliases/{check_alias(alias)}"
+        return self._request("PUT", path, ref=r, json={"version": check_version(version)}).json()
+
+    def delete_alias(self, ref: str | Reference, alias: str) -> None:
+        r = _as_ref(ref)
+        self._request("DELETE", f"{self._adapter_path(r)}/aliases/{check_alias(alias)}", ref=r)
+
+    # -- resolution --------------------------------------------------------------------------
+    def resolve(self, ref: str | Reference, key: str | None = None) -> Resolution:
+        """The version a reference points to; with ``key``, the sticky arm of a running rollout."""
+        r = _as_ref(ref)
+        if self.offline:
+            version, _ = self.cache.resolve_offline(r)
+            manifest = self.cache.manifest(r.namespace, r.name, version) or {}
+            return Resolution(r.namespace, r.name, version, manifest.get("commit"))
+        suffix = f"@{r.version}" if r.version else (f":{r.alias}" if r.alias else "")
+        params = {"ref": suffix, **({"key": key} if key is not None else {})}
+        body = self._request("GET", f"{self._adapter_path(r)}/resolve", ref=r, params=params).json()
+        return Resolution(
+            body.get("namespace", r.namespace), body.get("name", r.name), body["version"],
+            body.get("commit"), body.get("arm") or "stable", body.get("rollout_id"),
+        )
+
+    # -- writes ------------------------------------------------------------------------------
+    def post_eval(self, ref: str | Reference, dataset: str, dataset_sha256: str, metrics: dict) -> dict:
+        """Record an evaluation of the version ``ref`` resolves to; returns the EvaluationOut."""
+        r = _as_ref(ref)
+        version = r.version or self.resolve(r).version
+        body = {"dataset": dataset, "dataset_sha256": dataset_sha256, "metrics": metrics}
+        return self._request("POST", f"{self._adapter_path(r)}/versions/{version}/evaluations", ref=r, json=body).json()
+
+    def yank(self, ref: str | Reference, reason: str) -> dict:
+        """Mark an exact version (``ns/name@1.2.0``) as yanked: still pullable by version, never resolved."""
+        r = _as_ref(ref)
+        if not r.version:
+            raise InvalidReferenceError(f"yank needs an exact version such as {r.repo_id}@1.2.0, got {r}")
+        path = f"{self._adapter_path(r)}/versions/{r.version}/yank"
+        response = self._request("POST", path, ref=r, json={"reason": reason})
+        return response.json() if response.content else {}
+
+    def push(
+        self,
+        folder: str | os.PathLike[str],
+        ref: str | Reference,
+        version: str | None = None,
+        alias: str | None = None,
+    ) -> dict:
+        """Upload an adapter folder as a new immutable version; returns the VersionOut.
+
+        Creates the adapter on first push (metadata from ``adapterhub.json``, else inferred from
+        a PEFT ``adapter_config.json``) and uploads only the blobs the registry lacks.
+        """
+        r = _as_ref(ref)
+        version = check_version(_one_of("version", r.version, version, r))
+        alias = check_alias(alias) if alias else r.alias
+        root = Path(folder)
+        files = scan_folder(root)
+        metadata = folder_metadata(root)
+        manifest = self._hash_files(root, files)
+        self._ensure_adapter(r, metadata)
+        shas = sorted({f["sha256"] for f in manifest})
+        missing = set(self._request("POST", "blobs/missing", json={"sha256": shas}).json()["missing"])
+        self._upload(root, [f for f in manifest if f["sha256"] in missing])
+        body = {"version": version, "files": manifest, **({"alias": alias} if alias else {})}
+        return self._request("POST", f"{self._adapter_path(r)}/versions", ref=r, json=body).json()
+
+    # -- pulling -----------------------------------------------------------------------------
+    def pull(self, ref: str | Reference) -> Path:
+        """The snapshot folder of the version ``ref`` resolves to, downloading what the cache lacks.
+
+        Safe across processes: one lock per adapter, so a second pull of the same reference waits
+        and then finds the snapshot ready instead of downloading again.
+        """
+        r = _as_ref(ref)
+        if self.offline:
+            return self.cache.resolve_offline(r)[1]
+        res = self.resolve(r)
+        ns, name = res.namespace, res.name
+        with self.cache.lock(ns, name):
+            folder = self.cache.snapshot(ns, name, res.version)
+            if folder is None:
+                path = f"{self._adapter_path(r)}/versions/{res.version}"
+                manifest = self._request("GET", path, ref=r).json()
+                if manifest.get("yanked"):
+                    warnings.warn(f"{res.reference} is yanked: {manifest.get('yank_reason')}", stacklevel=2)
+                self._download(r, manifest)
+                folder = self.cache.build_snapshot(ns, name, manifest)
+            self.cache.write_ref(ns, name, ref_name(r), res.version)
+        return folder
+
+    # -- internals ---------------------------------------------------------------------------
+    @staticmethod
+    def _adapter_path(r: Reference) -> str:
+        return f"adapters/{r.namespace}/{r.name}"
+
+    @contextlib.contextmanager
+    def _transport(self) -> Iterator[None]:
+        """Turn a network failure into one line naming the URL that failed."""
+        if self.offline:
+            raise OfflineError(f"ADAPTERHUB_OFFLINE=1: cannot reach the registry at {self.url}; only pull "
+                               "and resolve of cached references work offline")
+        try:
+            yield
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise RegistryError(
+                f"cannot reach the registry at {self.url} ({reason}); start one with `adapterhub up` "
+                "or set ADAPTERHUB_URL", code="ConnectionError",
+            ) from None
+
+    def _request(self, method: str, path: str, *, ref: Reference | None = None, **kwargs) -> httpx.Response:
+        with self._transport():
+            response = self._http.request(method, path, **kwargs)
+        self._check(response, ref)
+        return response
+
+    def _check(self, response: httpx.Response, ref: Reference | None = None) -> None:
+        """Raise the typed error for an error answer, with the server's message."""
+        if response.status_code < 400:
+            return
+        response.read()
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        detail = body.get("detail") if isinstance(body, dict) else None
+        if isinstance(detail, list):  # a validation error: name the first field
+            detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail[:3])
+        detail = detail or f"{response.status_code} {response.reason_phrase} from {response.request.url}"
+        code = body.get("code") if isinstance(body, dict) else None
+        status = response.status_code
+        if status == 404:
+            err = AdapterNotFoundError(self._with_suggestions(detail, code, ref))
+            err.status, err.code, err.reference = status, code, str(ref) if ref else None
+            raise err
+        if status in (401, 403):
+            how = ("run `adapterhub login` or set ADAPTERHUB_TOKEN" if not self.token
+                   else "check the token with `adapterhub whoami`, or `adapterhub login` again")
+            raise AuthenticationError(f"{detail} ({how})", status, code)
+        raise RegistryError(detail, status, code)
+
+    def _with_suggestions(self, detail: str, code: str | None, ref: Reference | None) -> str:
+        if ref is None or code not in (None, "RepoNotFound"):
+            return detail
+        names: set[str] = set()
+        for params in ({"q": ref.name, "limit": 100}, {"namespace": ref.namespace, "limit": 100}, {"limit": 100}):
+            try:
+                with self._transport():
+                    response = self._http.get("adapters", params=params)
+                if response.status_code == 200:
+                    names |= {f"{a['namespace']}/{a['name']}" for a in response.json().get("items", [])}
+            except (AdapterHubError, ValueError, KeyError, TypeError):
+                continue
+        close = difflib.get_close_matches(ref.repo_id, sorted(names - {ref.repo_id}), n=3, cutoff=0.6)
+        return f"{detail} (did you mean {', '.join(close)}?)" if close else detail
+
+    def _bar(self, total: int, desc: str) -> tqdm:
+        disable = None if self.progress is None else not self.progress
+        return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, disable=disable,
+                    leave=False)
+
+    def _hash_files(self, root: Path, files: list[Path]) -> list[dict]:
+        with self._bar(sum(f.stat().st_size for f in files), "hashing") as bar:
+            return [{"path": f.relative_to(root).as_posix(), "sha256": sha256_file(f, bar.update),
+                     "size": f.stat().st_size} for f in files]
+
+    def _ensure_adapter(self, r: Reference, metadata: dict) -> None:
+        try:
+            self._request("GET", self._adapter_path(r))
+            return
+        except AdapterNotFoundError:
+            pass
+        body = {"namespace": r.namespace, "name": r.name,
+                **{k: metadata[k] for k in CREATE_FIELDS if metadata.get(k) is not None}}
+        try:
+            self._request("POST", "adapters", json=body)
+        except RegistryError as exc:
+            if exc.code != "AdapterExists":  # another push created it meanwhile
+                raise
+
+    def _upload(self, root: Path, files: list[dict]) -> None:
+        with self._bar(sum(f["size"] for f in files), "uploading") as bar:
+            for f in files:
+                def chunks(path: Path = root / f["path"]) -> Iterator[bytes]:
+                    with open(path, "rb") as fh:
+                        while chunk := fh.read(CHUNK):
+                            bar.update(len(chunk))
+                            yield chunk
+
+                headers = {"Content-Length": str(f["size"]), "Content-Type": "application/octet-stream"}
+                self._request("PUT", f"blobs/{f['sha256']}", content=chunks(), headers=headers)
+
+    def _download(self, r: Reference, manifest: dict) -> None:
+        ns, name, version = r.namespace, r.name, manifest["version"]
+        todo = []
+        for f in manifest["files"]:
+            blob = self.cache.blob_path(ns, name, f["sha256"])
+            if blob.is_file() and blob.stat().st_size == f["size"]:
+                continue  # verified when it was downloaded
+            todo.append(f)
+        blobs = self.cache.repo_dir(ns, name) / "blobs"
+        blobs.mkdir(parents=True, exist_ok=True)
+        with self._bar(sum(f["size"] for f in todo), f"pulling {ns}/{name}@{version}") as bar:
+            for f in todo:
+                url = f"{self._adapter_path(r)}/versions/{version}/files/{quote(f['path'], safe='/')}"
+                with self._transport():
+                    download_blob(self._http, url, blobs / f["sha256"], f["sha256"], f["size"],
+                                  check=lambda resp: self._check(resp, r), on_bytes=bar.update)
+
+
+def _one_of(what: str, in_ref: str | None, given: str | None, r: Reference) -> str:
+    if in_ref and given and in_ref != given:
+        raise InvalidReferenceError(f"{r} names {what} {in_ref} but {given} was given; give it once")
+    value = in_ref or given
+    if not value:
+        raise InvalidReferenceError(f"pushing {r} needs a {what}, e.g. --version 1.0.0")
+    return value
+
+
+def scan_folder(root: Path) -> list[Path]:
+    """Every file under ``root``, sorted; refuses symlinks and anything but regular files."""
+    if not root.is_dir():
+        raise InvalidAdapterError(f"{root} is not a folder")
+    if root.is_symlink():
+        raise InvalidAdapterError(f"refusing to push {root}: it is a symlink; push the folder it points to")
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for entry in sorted(dirnames + filenames):
+            path = Path(dirpath) / entry
+            if path.is_symlink():
+                raise InvalidAdapterError(f"refusing to push {path}: symlinks are not allowed in an adapter folder")
+            if entry in filenames and not path.is_file():
+                raise InvalidAdapterError(f"refusing to push {path}: not a regular file")
+            if entry in filenames:
+                found.append(path)
+    if not found:
+        raise InvalidAdapterError(f"{root} is empty: nothing to push")
+    return sorted(found)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidAdapterError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidAdapterError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def folder_metadata(root: Path) -> dict:
+    """Adapter metadata from ``adapterhub.json``, else inferred from PEFT's ``adapter_config.json``.
+
+    >>> folder_metadata(Path("peft-lora-folder"))               # doctest: +SKIP
+    {'method': 'lora', 'base_model': 'HuggingFaceTB/SmolLM2-135M', 'target_modules': ['q_proj', 'v_proj']}
+    """
+    card_path, config_path = root / "adapterhub.json", root / "adapter_config.json"
+    if card_path.is_file():
+        card = _read_json(card_path)
+        meta = {k: card.get(k) for k in CREATE_FIELDS}
+        if isinstance(meta["base_model"], dict):  # {"id": ..., "fingerprint": ...}
+            meta["base_model"] = meta["base_model"].get("id") or meta["base_model"].get("name")
+        meta["target_modules"] = card.get("target_modules")
+        if config_path.is_file():
+            meta = {**_peft_metadata(_read_json(config_path)), **{k: v for k, v in meta.items() if v is not None}}
+        return {k: v for k, v in meta.items() if v is not None}
+    if config_path.is_file():
+        return _peft_metadata(_read_json(config_path))
+    raise InvalidAdapterError(f"{root} has neither adapterhub.json nor adapter_config.json: not an adapter folder")
+
+
+def _peft_metadata(cfg: dict) -> dict:
+    meta = {
+        "method": str(cfg["peft_type"]).lower() if cfg.get("peft_type") else None,
+        "base_model": cfg.get("base_model_name_or_path"),
+        "target_modules": cfg.get("target_modules"),
+    }
+    if isinstance(meta["target_modules"], str):
+        meta["target_modules"] = [meta["target_modules"]]
+    return {k: v for k, v in meta.items() if v is not None}

@@ -1,0 +1,149 @@
+"""Database tables. Rows never leave in a response: `schemas.py` holds what the API returns.
+
+Versions, files, blobs, evaluations and the audit log are append-only; a version is never
+rewritten (only ``yanked``/``yank_reason`` change). ``AliasHistory`` keeps every alias move with
+its validity interval, so "which version was ``stable`` at time T" is one query.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=96, unique=True, index=True)
+    is_admin: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class Token(SQLModel, table=True):
+    """An API token: ``ah_<public_id>_<secret>``; only a salted hash of the secret is stored."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(max_length=32, unique=True, index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    name: str = Field(default="", max_length=200)
+    scope: str = Field(max_length=16)
+    namespaces: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    salt: str = Field(max_length=64)
+    secret_hash: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class Namespace(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=96, unique=True, index=True)
+    private: bool = False
+    owner_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class Adapter(SQLModel, table=True):
+    """An adapter; ``latest_*`` and ``downloads`` are denormalised for fast search."""
+
+    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    namespace_id: int = Field(foreign_key="namespace.id", index=True)
+    name: str = Field(max_length=96, index=True)
+    description: str = ""
+    task: str = Field(default="", max_length=200, index=True)
+    method: str = Field(default="", max_length=64, index=True)
+    base_model: str = Field(default="", max_length=300, index=True)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    tags_text: str = ""  # ",tag1,tag2," for a LIKE filter that works on every database
+    license: str = Field(default="", max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True), index=True)
+    latest_version: str | None = Field(default=None, max_length=300)
+    latest_size: int = Field(default=0, sa_type=BigInteger)
+    downloads: int = Field(default=0, sa_type=BigInteger, index=True)
+
+
+class Version(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("adapter_id", "version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    adapter_id: int = Field(foreign_key="adapter.id", index=True)
+    version: str = Field(max_length=300)
+    commit: str = Field(max_length=40, index=True)
+    created_by: str = Field(max_length=96)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    yanked: bool = False
+    yank_reason: str | None = None
+    size: int = Field(default=0, sa_type=BigInteger)
+    card: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    config: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Blob(SQLModel, table=True):
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int = Field(sa_type=BigInteger)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class File(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("version_id", "path"),)
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="version.id", index=True)
+    path: str = Field(max_length=1024)
+    sha256: str = Field(foreign_key="blob.sha256", max_length=64, index=True)
+    size: int = Field(sa_type=BigInteger)
+
+
+class Alias(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("adapter_id", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    adapter_id: int = Field(foreign_key="adapter.id", index=True)
+    name: str = Field(max_length=64)
+    version_id: int = Field(foreign_key="version.id")
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_by: str = Field(default="", max_length=96)
+
+
+class AliasHistory(SQLModel, table=True):
+    """One row per period an alias pointed somewhere: [valid_from, valid_to); open-ended if current."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    adapter_id: int = Field(foreign_key="adapter.id", index=True)
+    alias: str = Field(max_length=64, index=True)
+    version: str = Field(max_length=300)
+    valid_from: datetime = Field(sa_type=DateTime(timezone=True))
+    valid_to: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    actor: str = Field(max_length=96)
+
+
+class Evaluation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="version.id", index=True)
+    dataset: str = Field(max_length=300)
+    dataset_sha256: str = Field(default="", max_length=64)
+    metrics: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_by: str = Field(max_length=96)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class DownloadCount(SQLModel, table=True):
+    version_id: int = Field(foreign_key="version.id", primary_key=True)
+    count: int = Field(default=0, sa_type=BigInteger)
+
+
+class AuditLog(SQLModel, table=True):
+    """Append-only record of every write; ``adapter_id`` is null for user/token/namespace events."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True), index=True)
+    actor: str = Field(max_length=96)
+    action: str = Field(max_length=64)
+    namespace: str = Field(default="", max_length=96)
+    adapter_id: int | None = Field(default=None, index=True)
+    details: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

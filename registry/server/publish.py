@@ -1,0 +1,127 @@
+"""Blob uploads and version publishing: validate everything first, then one transaction.
+
+A version is visible only once its transaction commits, and its rows (version, files, download
+counter, alias move, audit entry) commit together, so a crash leaves either all or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from sqlalchemy import insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from adapterhub.registry.reference import check_alias, check_version
+from adapterhub.registry.server import validation as val
+from adapterhub.registry.server.blobstore import BlobStore
+from adapterhub.registry.server.crud import audit, lock_adapter, refresh_latest, set_alias
+from adapterhub.registry.server.errors import ApiError
+from adapterhub.registry.server.models import Adapter, Blob, DownloadCount, File, Namespace, Version
+from adapterhub.registry.server.schemas import FileEntry, VersionCreate
+
+JSON_FILES = {"adapter_config.json": "config", "adapterhub.json": "card"}
+
+
+def record_blob(session: Session, sha256: str, size: int) -> bool:
+    """Insert the blob row unless present (safe when two uploads of one blob race); True if new."""
+    dialect = session.get_bind().dialect.name
+    stmt = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(dialect)
+    if stmt is None:
+        if session.get(Blob, sha256) is not None:
+            return False
+        session.exec(insert(Blob).values(sha256=sha256, size=size))
+        session.commit()
+        return True
+    result = session.exec(stmt(Blob).values(sha256=sha256, size=size).on_conflict_do_nothing())
+    session.commit()
+    return result.rowcount == 1
+
+
+def manifest_commit(ns: str, name: str, version: str, files: list[FileEntry]) -> str:
+    """The version's fixed 40-hex commit id: sha1 of its canonical manifest."""
+    manifest = {"namespace": ns, "name": name, "version": version,
+                "files": sorted([f.path, f.sha256, f.size] for f in files)}
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(canonical.encode()).hexdigest()
+
+
+def _check_files(files: list[FileEntry]) -> None:
+    if not files:
+        raise val.ValidationError("InvalidManifest", "a version needs at least one file")
+    seen: set[str] = set()
+    for f in files:
+        val.check_path(f.path)
+        val.check_not_pickle(f.path)
+        val.check_sha256(f.sha256)
+        if f.path in seen:
+            raise val.ValidationError("InvalidManifest", f"path {f.path!r} is listed twice")
+        seen.add(f.path)
+
+
+def _check_blobs(session: Session, files: list[FileEntry]) -> None:
+    shas = sorted({f.sha256 for f in files})
+    sizes = dict(session.exec(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(shas))).all())
+    missing = [f.path for f in files if f.sha256 not in sizes]
+    if missing:
+        raise ApiError(422, "BlobMissing", f"upload these files first (their blobs are missing): {', '.join(missing)}")
+    for f in files:
+        if sizes[f.sha256] != f.size:
+            raise ApiError(422, "SizeMismatch",
+                           f"{f.path}: declared {f.size} bytes, the uploaded blob has {sizes[f.sha256]}")
+
+
+def _read_contents(store: BlobStore, files: list[FileEntry]) -> dict[str, dict]:
+    """Parse the JSON cards and check every safetensors header, reading only headers."""
+    parsed: dict[str, dict] = {"config": {}, "card": {}}
+    for f in files:
+        if f.path in JSON_FILES:
+            parsed[JSON_FILES[f.path]] = val.parse_json_object(f.path, store.read(f.sha256))
+        elif f.path.lower().endswith(".safetensors"):
+            n = val.safetensors_header_length(f.path, store.read(f.sha256, 0, 8), f.size)
+            val.check_safetensors_header(f.path, store.read(f.sha256, 8, 8 + n), f.size)
+    return parsed
+
+
+def publish(session: Session, store: BlobStore, actor: str, ns: Namespace, adapter: Adapter,
+            body: VersionCreate) -> Version:
+    check_version(body.version)
+    if body.alias is not None:
+        check_alias(body.alias)
+    _raise_if_exists(session, adapter, body.version)
+    _check_files(body.files)
+    _check_blobs(session, body.files)
+    parsed = _read_contents(store, body.files)
+    try:
+        adapter = lock_adapter(session, adapter.id)
+        _raise_if_exists(session, adapter, body.version)
+        v = Version(adapter_id=adapter.id, version=body.version,
+                    commit=manifest_commit(ns.name, adapter.name, body.version, body.files),
+                    created_by=actor, size=sum(f.size for f in body.files), **parsed)
+        session.add(v)
+        session.flush()
+        for f in body.files:
+            session.add(File(version_id=v.id, path=f.path, sha256=f.sha256, size=f.size))
+        session.add(DownloadCount(version_id=v.id, count=0))
+        audit(session, actor, "version.publish", ns.name, adapter.id, version=v.version, commit=v.commit,
+              files=len(body.files), size=v.size)
+        if body.alias:
+            set_alias(session, actor, ns, adapter, body.alias, v)
+        refresh_latest(session, adapter)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise _exists(adapter, body.version) from None
+    return v
+
+
+def _exists(adapter: Adapter, version: str) -> ApiError:
+    return ApiError(409, "VersionExists", f"version {version} of {adapter.name!r} exists; versions are immutable")
+
+
+def _raise_if_exists(session: Session, adapter: Adapter, version: str) -> None:
+    if session.exec(select(Version.id).where(Version.adapter_id == adapter.id, Version.version == version)).first():
+        raise _exists(adapter, version)

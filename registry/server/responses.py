@@ -1,0 +1,63 @@
+"""Streaming a blob: ETag = quoted sha256, ``Range: bytes=N-M`` -> 206, ``If-None-Match`` -> 304."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from adapterhub.registry.server.blobstore import BlobStore
+
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
+    """``(start, end_inclusive)``, None for no/ignored range, ``"unsatisfiable"`` for 416."""
+    if not header:
+        return None
+    m = RANGE_RE.match(header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None  # unsupported forms (several ranges) fall back to the whole body
+    if not m.group(1):
+        n = int(m.group(2))
+        if n == 0:
+            return "unsatisfiable"
+        return max(0, size - n), size - 1
+    start = int(m.group(1))
+    end = int(m.group(2)) if m.group(2) else size - 1
+    if start >= size or end < start:
+        return "unsatisfiable"
+    return start, min(end, size - 1)
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or etag in tags
+
+
+def blob_response(request: Request, store: BlobStore, sha256: str, size: int, filename: str,
+                  headers: dict[str, str] | None = None, attachment: bool = True) -> tuple[Response, bool]:
+    """The response, and whether it sends the file from its first byte (for download counting)."""
+    etag = f'"{sha256}"'
+    h = {"ETag": etag, "Accept-Ranges": "bytes", "X-Content-Type-Options": "nosniff", **(headers or {})}
+    if attachment:
+        safe = filename.rsplit("/", 1)[-1].replace('"', "")
+        h["Content-Disposition"] = f'attachment; filename="{safe}"'
+    if etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=h), False
+    rng = parse_range(request.headers.get("range"), size)
+    if rng == "unsatisfiable":
+        h["Content-Range"] = f"bytes */{size}"
+        return Response(status_code=416, headers=h), False
+    status, start, end = 200, 0, size - 1
+    if rng is not None:
+        status, (start, end) = 206, rng
+        h["Content-Range"] = f"bytes {start}-{end}/{size}"
+    h["Content-Length"] = str(max(0, end - start + 1))
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=h, media_type="application/octet-stream"), False
+    body = store.iter_bytes(sha256, start, end + 1)
+    return StreamingResponse(body, status_code=status, headers=h, media_type="application/octet-stream"), start == 0

@@ -1,0 +1,37 @@
+"""Evaluations: results posted by whoever ran the model (CLI, UI, a worker)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlmodel import select
+
+from adapterhub.registry.server.crud import audit, evaluation_out, get_adapter, get_version, require
+from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep
+from adapterhub.registry.server.models import Evaluation, Version
+from adapterhub.registry.server.schemas import EvaluationCreate, EvaluationOut
+
+router = APIRouter(prefix="/adapters/{ns}/{name}", tags=["evaluations"])
+
+
+@router.post("/versions/{version}/evaluations", response_model=EvaluationOut, status_code=201)
+def create_evaluation(ns: str, name: str, version: str, body: EvaluationCreate, session: SessionDep,
+                      principal: CurrentUser) -> EvaluationOut:
+    nsrow, adapter = get_adapter(session, principal, ns, name)
+    require(principal, "write", nsrow)
+    v = get_version(session, adapter, version)
+    ev = Evaluation(version_id=v.id, dataset=body.dataset, dataset_sha256=body.dataset_sha256,
+                    metrics=dict(body.metrics), created_by=principal.name)
+    session.add(ev)
+    session.flush()
+    audit(session, principal.name, "evaluation.create", ns, adapter.id, version=version, dataset=body.dataset,
+          metrics=dict(body.metrics))
+    session.commit()
+    return evaluation_out(ev, version)
+
+
+@router.get("/evaluations", response_model=list[EvaluationOut])
+def list_evaluations(ns: str, name: str, session: SessionDep, principal: PrincipalDep) -> list[EvaluationOut]:
+    _nsrow, adapter = get_adapter(session, principal, ns, name)
+    rows = session.exec(select(Evaluation, Version.version).join(Version, Evaluation.version_id == Version.id).where(
+        Version.adapter_id == adapter.id).order_by(Evaluation.id)).all()
+    return [evaluation_out(e, ver) for e, ver in rows]

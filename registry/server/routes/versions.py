@@ -1,0 +1,105 @@
+"""Versions: publish (one transaction), list, read, download a file, yank/unyank."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from sqlmodel import Session, select
+
+from adapterhub.registry.server.crud import (
+    audit,
+    count_download,
+    files_of,
+    get_adapter,
+    get_version,
+    lock_adapter,
+    refresh_latest,
+    require,
+    version_out,
+    versions_newest_first,
+)
+from adapterhub.registry.server.db import writer
+from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep, StoreDep
+from adapterhub.registry.server.errors import ApiError
+from adapterhub.registry.server.models import File, Version
+from adapterhub.registry.server.publish import publish
+from adapterhub.registry.server.responses import blob_response
+from adapterhub.registry.server.schemas import VersionCreate, VersionOut, YankIn
+
+router = APIRouter(prefix="/adapters/{ns}/{name}/versions", tags=["versions"])
+
+
+@router.post("", response_model=VersionOut, status_code=201)
+def create_version(ns: str, name: str, body: VersionCreate, session: SessionDep, principal: CurrentUser,
+                   store: StoreDep) -> VersionOut:
+    nsrow, adapter = get_adapter(session, principal, ns, name)
+    require(principal, "write", nsrow)
+    v = publish(session, store, principal.name, nsrow, adapter, body)
+    return version_out(session, v)
+
+
+@router.get("", response_model=list[VersionOut])
+def list_versions(ns: str, name: str, session: SessionDep, principal: PrincipalDep) -> list[VersionOut]:
+    _nsrow, adapter = get_adapter(session, principal, ns, name)
+    return [version_out(session, v) for v in versions_newest_first(session, adapter.id)]
+
+
+@router.get("/{version}", response_model=VersionOut)
+def read_version(ns: str, name: str, version: str, session: SessionDep, principal: PrincipalDep) -> VersionOut:
+    _nsrow, adapter = get_adapter(session, principal, ns, name)
+    return version_out(session, get_version(session, adapter, version))
+
+
+def counts_as_download(session: Session, v: Version, path: str) -> bool:
+    """A pull is counted once: on ``adapter_config.json``, or on the first file if there is none."""
+    files = files_of(session, v.id)
+    paths = [f.path for f in files]
+    return path == "adapter_config.json" or ("adapter_config.json" not in paths and paths[:1] == [path])
+
+
+def file_response(request: Request, session: Session, store, v: Version, path: str,
+                  headers: dict[str, str] | None = None) -> Response:
+    f = session.exec(select(File).where(File.version_id == v.id, File.path == path)).first()
+    if f is None:
+        raise ApiError(404, "EntryNotFound", f"version {v.version} has no file {path!r}", headers)
+    response, from_start = blob_response(request, store, f.sha256, f.size, f.path, headers)
+    if from_start and counts_as_download(session, v, path):
+        with Session(writer(request.app.state.engine)) as ws:
+            count_download(ws, v)
+    return response
+
+
+@router.api_route("/{version}/files/{path:path}", methods=["GET", "HEAD"])
+async def download_file(ns: str, name: str, version: str, path: str, request: Request, session: SessionDep,
+                        principal: PrincipalDep, store: StoreDep) -> Response:
+    def work() -> Response:
+        _nsrow, adapter = get_adapter(session, principal, ns, name)
+        return file_response(request, session, store, get_version(session, adapter, version), path)
+
+    return await run_in_threadpool(work)
+
+
+def _set_yank(ns: str, name: str, version: str, session: Session, principal, yanked: bool,
+              reason: str | None) -> VersionOut:
+    nsrow, adapter = get_adapter(session, principal, ns, name)
+    require(principal, "write", nsrow)
+    adapter = lock_adapter(session, adapter.id)
+    v = get_version(session, adapter, version)
+    v.yanked, v.yank_reason = yanked, reason
+    session.add(v)
+    audit(session, principal.name, "version.yank" if yanked else "version.unyank", ns, adapter.id,
+          version=version, reason=reason)
+    refresh_latest(session, adapter)
+    session.commit()
+    return version_out(session, v)
+
+
+@router.post("/{version}/yank", response_model=VersionOut)
+def yank(ns: str, name: str, version: str, body: YankIn, session: SessionDep, principal: CurrentUser) -> VersionOut:
+    return _set_yank(ns, name, version, session, principal, True, body.reason)
+
+
+@router.post("/{version}/unyank", response_model=VersionOut)
+def unyank(ns: str, name: str, version: str, session: SessionDep, principal: CurrentUser) -> VersionOut:
+    return _set_yank(ns, name, version, session, principal, False, None)

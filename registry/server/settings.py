@@ -1,0 +1,65 @@
+"""Server settings, read from the environment once at start.
+
+>>> s = Settings.from_env({"ADAPTERHUB_HOME": "/tmp/hub"})
+>>> s.database_url
+'sqlite:////tmp/hub/registry.sqlite'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    """``$ADAPTERHUB_HOME``, else ``$XDG_DATA_HOME/adapterhub``, else ``~/.local/share/adapterhub``."""
+    if env.get("ADAPTERHUB_HOME"):
+        return Path(env["ADAPTERHUB_HOME"]).expanduser()
+    xdg = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg).expanduser() / "adapterhub"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` and point them at the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass
+class Settings:
+    """Everything the server needs to know; nothing else reads the environment."""
+
+    home: Path
+    database_url: str
+    blob_url: str
+    admin_token: str | None = None
+    max_upload_bytes: int = 2 * 1024**3
+    auth_fail_limit: int = 20
+    auth_fail_window_s: float = 60.0
+    s3_endpoint_url: str | None = None
+    s3_presign: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = default_home(env)
+        return cls(
+            home=home,
+            database_url=normalize_database_url(
+                env.get("ADAPTERHUB_DATABASE_URL") or f"sqlite:///{home / 'registry.sqlite'}"
+            ),
+            blob_url=env.get("ADAPTERHUB_BLOB_URL") or f"file://{home / 'blobs'}",
+            admin_token=env.get("ADAPTERHUB_ADMIN_TOKEN") or None,
+            max_upload_bytes=int(env.get("ADAPTERHUB_MAX_UPLOAD_BYTES") or 2 * 1024**3),
+            auth_fail_limit=int(env.get("ADAPTERHUB_AUTH_FAIL_LIMIT") or 20),
+            auth_fail_window_s=float(env.get("ADAPTERHUB_AUTH_FAIL_WINDOW") or 60.0),
+            s3_endpoint_url=env.get("ADAPTERHUB_S3_ENDPOINT_URL") or None,
+            s3_presign=(env.get("ADAPTERHUB_S3_PRESIGN") or "").lower() in ("1", "true", "yes"),
+        )
+
+    def __post_init__(self) -> None:
+        self.database_url = normalize_database_url(self.database_url)

@@ -1,0 +1,127 @@
+"""Checks on what is published, made without loading tensors or unpickling anything.
+
+>>> check_path("weights/adapter_model.safetensors")
+'weights/adapter_model.safetensors'
+>>> check_path("../etc/passwd")
+Traceback (most recent call last):
+ValidationError: bad path '../etc/passwd': '..' segments are not allowed
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+MAX_HEADER = 100 * 1024 * 1024
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
+               "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+               "C64": 8, "F4": 1, "F6_E2M3": 1, "F6_E3M2": 1}
+
+
+class ValidationError(ValueError):
+    """A refused input; ``code`` is the API error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def check_path(path: str) -> str:
+    """A relative POSIX path without ``..``, empty segments, backslashes or control characters."""
+    if not isinstance(path, str) or not path:
+        raise ValidationError("BadPath", f"bad path {path!r}: empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise ValidationError("BadPath", f"bad path {path!r}: control characters are not allowed")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path) or "\\" in path:
+        raise ValidationError("BadPath", f"bad path {path!r}: must be relative, with '/' separators")
+    parts = path.split("/")
+    if any(p == ".." for p in parts):
+        raise ValidationError("BadPath", f"bad path {path!r}: '..' segments are not allowed")
+    if any(p in ("", ".") for p in parts) or len(path) > 1024:
+        raise ValidationError("BadPath", f"bad path {path!r}: empty or '.' segments are not allowed")
+    return path
+
+
+def check_not_pickle(path: str) -> None:
+    if path.lower().endswith(PICKLE_SUFFIXES):
+        raise ValidationError(
+            "PickleRefused",
+            f"refused {path!r}: pickle-based weights ({', '.join(PICKLE_SUFFIXES)}) can run code; "
+            "save them as safetensors",
+        )
+
+
+def check_sha256(value: str) -> str:
+    if not isinstance(value, str) or not SHA256_RE.match(value):
+        raise ValidationError("InvalidManifest", f"bad sha256 {value!r}: expected 64 lowercase hex digits")
+    return value
+
+
+def parse_json_object(path: str, data: bytes) -> dict:
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValidationError("InvalidManifest", f"{path} is not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ValidationError("InvalidManifest", f"{path} must hold a JSON object, found {type(obj).__name__}")
+    return obj
+
+
+def safetensors_header_length(path: str, first8: bytes, size: int) -> int:
+    """Validate the 8-byte little-endian header length against the file size; return it."""
+    if size < 8 or len(first8) < 8:
+        raise ValidationError("BadSafetensors", f"{path}: {size} bytes is too short for a safetensors file")
+    n = int.from_bytes(first8[:8], "little")
+    if n > MAX_HEADER or n > size - 8:
+        raise ValidationError(
+            "BadSafetensors", f"{path}: header length {n} exceeds the limit or the file size ({size} bytes)"
+        )
+    return n
+
+
+def check_safetensors_header(path: str, header: bytes, size: int) -> dict:
+    """Check the JSON header: entries with dtype/shape/offsets inside the data, not overlapping."""
+    n = len(header)
+    try:
+        meta = json.loads(header.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValidationError("BadSafetensors", f"{path}: header is not valid JSON: {e}") from None
+    if not isinstance(meta, dict):
+        raise ValidationError("BadSafetensors", f"{path}: header must be a JSON object")
+    data_len = size - 8 - n
+    spans = []
+    for name, info in meta.items():
+        if name == "__metadata__":
+            if not isinstance(info, dict):
+                raise ValidationError("BadSafetensors", f"{path}: __metadata__ must be an object")
+            continue
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
+            raise ValidationError("BadSafetensors", f"{path}: tensor {name!r} lacks dtype/shape/data_offsets")
+        offs, shape = info["data_offsets"], info["shape"]
+        if (not isinstance(offs, list) or len(offs) != 2 or not all(isinstance(o, int) for o in offs)
+                or not 0 <= offs[0] <= offs[1] <= data_len):
+            raise ValidationError(
+                "BadSafetensors", f"{path}: tensor {name!r} offsets {offs} lie outside the data ({data_len} bytes)"
+            )
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise ValidationError("BadSafetensors", f"{path}: tensor {name!r} has a bad shape {shape!r}")
+        width = DTYPE_BYTES.get(info["dtype"])
+        if width is None:
+            raise ValidationError("BadSafetensors", f"{path}: tensor {name!r} has unknown dtype {info['dtype']!r}")
+        count = 1
+        for d in shape:
+            count *= d
+        if info["dtype"] not in ("F4", "F6_E2M3", "F6_E3M2") and count * width != offs[1] - offs[0]:
+            raise ValidationError(
+                "BadSafetensors",
+                f"{path}: tensor {name!r} needs {count * width} bytes for {shape} {info['dtype']}, "
+                f"offsets give {offs[1] - offs[0]}",
+            )
+        spans.append((offs[0], offs[1], name))
+    spans.sort()
+    for (_a0, a1, an), (b0, _b1, bn) in zip(spans, spans[1:], strict=False):
+        if b0 < a1:
+            raise ValidationError("BadSafetensors", f"{path}: tensors {an!r} and {bn!r} overlap")
+    return meta
