@@ -35,6 +35,7 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 CARD_FILE = "adapterhub.json"
 PICKLE_FILES = ("adapter_model.bin", "pytorch_model.bin", "adapter_model.pt", "adapter_model.pkl")
 PREFIX = "base_model.model."
+PROMPT_METHOD_PREFIX = "base_model."  # PEFT does not wrap the model for prompt-learning methods
 PROMPT_KEY = "prompt_embeddings"
 FORMATS = ("adapterhub", "peft")
 MAX_HEADER = 100 * 1024 * 1024
@@ -42,17 +43,13 @@ SAFETENSORS_DTYPES = {"F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U
 
 
 # ---------------------------------------------------------------------- saving
+def key_prefix(model: AdapterModel, name: str) -> str:
+    return PROMPT_METHOD_PREFIX if name in model.ah_prompts else PREFIX
+
+
 def adapter_state_dict(model: AdapterModel, name: str) -> dict[str, torch.Tensor]:
-    """The adapter's tensors under PEFT's key names."""
-    out: dict[str, torch.Tensor] = {}
-    for path, site in iter_sites(model):
-        if name in site.ah_adapters:
-            for key, value in site.ah_adapters[name].state_dict().items():
-                out[f"{PREFIX}{path}.{key}"] = value
-    for path, head in iter_heads(model):
-        if name in head.ah_heads:
-            for key, value in head.ah_heads[name].state_dict().items():
-                out[f"{PREFIX}{path}.{key}"] = value
+    """The adapter's tensors under PEFT's key names, detached copies on the CPU."""
+    out = _adapter_tensors(model, name)
     if name in model.ah_prompts:
         out[PROMPT_KEY] = model.ah_prompts[name].export_weight()
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in out.items()}
@@ -87,14 +84,14 @@ def save_adapter(model: AdapterModel, name: str, path: Path, format: str = "adap
 
 def build_card(model: AdapterModel, name: str, tensors: dict[str, torch.Tensor], extra: dict | None) -> dict[str, Any]:
     config = model._ah_configs[name]
-    sites = sorted({k[len(PREFIX):].rsplit(".", 2)[0] for k in tensors if k.startswith(PREFIX)})
+    sites = _site_paths(model, name)
     card: dict[str, Any] = {
         "format_version": 1,
         "name": name,
         "method": method_for_config(config).name,
         "base_model": {
             "name_or_path": config.base_model_name_or_path,
-            "fingerprint": fingerprint(model, _site_paths(model, name)),
+            "fingerprint": fingerprint(model, sites),
         },
         "config_extra": config.local_dict(),
         "trainable_parameters": int(sum(t.numel() for t in tensors.values())),
@@ -280,13 +277,14 @@ def split_keys(tensors: dict[str, torch.Tensor], method: Method, folder: Path) -
     sites: set[str] = set()
     heads: set[str] = set()
     prompt = False
+    prefix = PROMPT_METHOD_PREFIX if method.kind == "prompt" else PREFIX
     for key in tensors:
         if key == PROMPT_KEY and method.kind == "prompt":
             prompt = True
             continue
-        if not key.startswith(PREFIX):
+        if not key.startswith(prefix):
             raise InvalidAdapterError(f"{folder / WEIGHTS_FILE}: unexpected tensor {key!r} for a {method.name} adapter")
-        rest = key[len(PREFIX):]
+        rest = key[len(prefix):]
         suffix = next((s for s in method.param_suffixes if rest.endswith("." + s)), None)
         if suffix:
             sites.add(rest[: -len(suffix) - 1])
@@ -330,7 +328,7 @@ def assign(model: AdapterModel, name: str, tensors: dict[str, torch.Tensor]) -> 
                 raise InvalidAdapterError(f"adapter {name!r}: unexpected tensor {key!r}")
             if target.shape != value.shape:
                 raise IncompatibleAdapterError(
-                    f"adapter {name!r}: {key[len(PREFIX):]} has shape {tuple(value.shape)} in the file, "
+                    f"adapter {name!r}: {key.split('.', 2)[-1]} has shape {tuple(value.shape)} in the file, "
                     f"this model needs {tuple(target.shape)}"
                 )
             target.copy_(value.to(target.dtype))
@@ -357,15 +355,17 @@ def hot_swap(model: AdapterModel, name: str, config, tensors: dict[str, torch.Te
 
 
 def _adapter_tensors(model: AdapterModel, name: str) -> dict[str, torch.Tensor]:
+    """Live parameters of the adapter's sites and module copies, keyed as PEFT saves them."""
+    prefix = key_prefix(model, name)
     out: dict[str, torch.Tensor] = {}
     for path, site in iter_sites(model):
         if name in site.ah_adapters:
             for key, value in site.ah_adapters[name].state_dict(keep_vars=True).items():
-                out[f"{PREFIX}{path}.{key}"] = value
+                out[f"{prefix}{path}.{key}"] = value
     for path, head in iter_heads(model):
         if name in head.ah_heads:
             for key, value in head.ah_heads[name].state_dict(keep_vars=True).items():
-                out[f"{PREFIX}{path}.{key}"] = value
+                out[f"{prefix}{path}.{key}"] = value
     return out
 
 

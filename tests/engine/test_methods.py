@@ -9,7 +9,6 @@ import adapterhub as ah
 from tests.helpers.configs import METHOD_CASES, method_config
 from tests.helpers.tiny import ARCHS, batch, build, is_causal
 
-
 LR = {"ia3": 0.3, "prompt": 0.3, "prefix": 0.1, "houlsby": 0.01, "pfeiffer": 0.01}
 
 
