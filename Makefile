@@ -36,6 +36,7 @@ $(VENV)/.stamp-data: $(VENV)/.stamp-torch
 	@touch $@
 
 up: $(VENV)/.stamp-base
+	@$(BIN)/adapterhub demo
 	@$(BIN)/adapterhub up
 
 test: $(VENV)/.stamp-dev

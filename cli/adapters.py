@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.console import Group
+
 from adapterhub.cli.context import get_hub
 from adapterhub.cli.output import emit, human_size, json_option, kv_table, note, short_time, table
-from rich.console import Group
+from adapterhub.registry.reference import parse_reference
 
 
 @click.command()
@@ -27,7 +29,7 @@ def push(folder: Path, ref: str, version: str | None, alias: str | None, as_json
       adapterhub push out/ acme/sentiment --version 1.0.0 --alias stable
     """
     out = get_hub().push(folder, ref, version=version, alias=alias)
-    note(f"pushed {ref.split('@')[0].split(':')[0]}@{out['version']}")
+    note(f"pushed {parse_reference(ref).repo_id}@{out['version']}")
     emit(out, as_json, lambda d: kv_table({"version": d["version"], "commit": d.get("commit"),
                                            "files": len(d.get("files", [])), "size": human_size(d.get("size"))}))
 
@@ -68,7 +70,7 @@ SEARCH_COLUMNS = [
 @click.option("--tag", help="Only adapters with this tag.")
 @click.option("--namespace", help="Only adapters in this namespace.")
 @click.option("--sort", help="newest, downloads or metric:<name>.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
 @json_option
 def search(query, base_model, method, task, tag, namespace, sort, limit, as_json) -> None:
     """Find adapters by text and filters.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from adapterhub.cli.context import get_hub
 from adapterhub.cli.output import emit, json_option, note, table
 

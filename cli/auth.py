@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 import click
+
 from adapterhub.cli.context import get_hub
 from adapterhub.cli.output import emit, json_option, kv_table, note
 from adapterhub.registry import config
@@ -24,13 +27,15 @@ def login(token_stdin: bool, as_json: bool) -> None:
     if token_stdin:
         token = click.get_text_stream("stdin").readline().strip()
     else:
-        token = click.prompt("Token", hide_input=True, prompt_required=True).strip()
+        token = click.prompt("Token", hide_input=True).strip()
     if not token:
         raise click.UsageError("empty token")
     hub = get_hub(token=token)
     who = hub.whoami()
     path = config.store_token(token)
     note(f"logged in to {hub.url} as {who.get('user')}; token stored in {path}")
+    if os.environ.get("ADAPTERHUB_TOKEN"):
+        note("note: ADAPTERHUB_TOKEN is set and takes precedence over the stored token")
     emit({"url": hub.url, "user": who.get("user"), "token_path": str(path)}, as_json, lambda d: None)
 
 

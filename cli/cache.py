@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from adapterhub.cli.output import emit, human_size, json_option, note, table
 from adapterhub.registry import config
 from adapterhub.registry.cache import Cache

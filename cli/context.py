@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from adapterhub.registry.client import Hub
 
 

@@ -6,10 +6,10 @@ traceback is shown only with ``ADAPTERHUB_DEBUG=1``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import click
-from adapterhub.registry import config
 
 from adapterhub.errors import (
     AdapterHubError,
@@ -20,6 +20,7 @@ from adapterhub.errors import (
     OfflineError,
     RegistryError,
 )
+from adapterhub.registry import config
 
 
 def _registry(e: RegistryError) -> str:
@@ -52,12 +53,18 @@ def message_for(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {exc} (rerun with ADAPTERHUB_DEBUG=1 for the traceback)"
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
 class HubGroup(click.Group):
     """The root group: turns any error raised below it into one line and exit status 1."""
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import click
+
+from adapterhub import __version__
 from adapterhub.cli.adapters import pull, push, search, show, versions, yank
 from adapterhub.cli.alias import alias
 from adapterhub.cli.auth import login, logout, whoami
 from adapterhub.cli.cache import cache
+from adapterhub.cli.demo import demo
 from adapterhub.cli.errors import HubGroup
 from adapterhub.cli.server import serve, up
-
-from adapterhub import __version__
 
 EPILOG = """\b
 Examples:
@@ -38,6 +39,6 @@ def cli(url: str | None) -> None:
     """adapterhub: push, find, pull and serve parameter-efficient adapters."""
 
 
-COMMANDS = [up, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, cache]
+COMMANDS = [up, demo, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, cache]
 for command in COMMANDS:
     cli.add_command(command)

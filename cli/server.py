@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 import httpx
+
 from adapterhub.cli.output import note
 from adapterhub.registry import config
 
@@ -57,16 +58,20 @@ def start_registry(host: str, port: int, env: dict) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env)
 
 
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/v1/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise click.ClickException(f"the registry exited with status {proc.returncode} before answering at {url}")
-        try:
-            if httpx.get(f"{url}/api/v1/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if _answers(url):
+            return
         time.sleep(0.1)
     raise click.ClickException(f"the registry did not answer at {url} within {timeout:.0f}s")
 
@@ -97,6 +102,10 @@ def stop(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -113,16 +122,21 @@ def up(host: str, port: int) -> None:
     home.mkdir(parents=True, exist_ok=True)
     token, first = admin_token(home)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    if _answers(url):
+        raise click.ClickException(f"something already answers at {url}; stop it or pick another --port")
     env = {**os.environ, "ADAPTERHUB_HOME": str(home), "ADAPTERHUB_ADMIN_TOKEN": token}
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the children too, like Ctrl-C
     procs = [start_registry(host, port, env)]
     try:
         wait_healthy(url, procs[0])
+        login = first and config.read_token() is None
+        if login:
+            config.store_token(token)
         click.echo(f"registry: {url}  (data in {home})")
         if first:
             click.echo(f"admin token (shown once; also in {home / 'admin_token'}): {token}")
-            if config.read_token() is None:
-                config.store_token(token)
-                note("stored it as your login token (adapterhub logout to forget it)")
+        if login:
+            note("stored it as your login token (adapterhub logout to forget it)")
         if url != config.DEFAULT_URL:
             note(f"point the CLI at it: export ADAPTERHUB_URL={url}")
         procs += [p for step in UP_STEPS if (p := step(url, token, first)) is not None]

@@ -30,10 +30,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 
 import httpx
-from adapterhub.registry.reference import Reference
 from filelock import FileLock
 
 from adapterhub.errors import InvalidAdapterError, OfflineError, RegistryError
+from adapterhub.registry.reference import Reference
 
 CHUNK = 1 << 20
 REPO_PREFIX = "adapters--"

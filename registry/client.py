@@ -25,9 +25,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
-from adapterhub.registry import config
-from adapterhub.registry.cache import CHUNK, Cache, download_blob, ref_name, sha256_file
-from adapterhub.registry.reference import Reference, check_alias, check_version, parse_reference
 from tqdm.auto import tqdm
 
 from adapterhub.errors import (
@@ -39,6 +36,9 @@ from adapterhub.errors import (
     OfflineError,
     RegistryError,
 )
+from adapterhub.registry import config
+from adapterhub.registry.cache import CHUNK, Cache, download_blob, ref_name, sha256_file
+from adapterhub.registry.reference import Reference, check_alias, check_version, parse_reference
 
 CREATE_FIELDS = ("description", "task", "method", "base_model", "tags", "license")
 
@@ -97,7 +97,8 @@ class Hub:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         self._http = httpx.Client(
-            base_url=f"{self.url}/api/v1/", headers=headers, timeout=httpx.Timeout(timeout, connect=10.0)
+            base_url=f"{self.url}/api/v1/", headers=headers, timeout=httpx.Timeout(timeout, connect=10.0),
+            follow_redirects=True,  # file downloads may redirect to a presigned bucket URL
         )
 
     def close(self) -> None:
@@ -237,6 +238,9 @@ class Hub:
         r = _as_ref(ref)
         if self.offline:
             return self.cache.resolve_offline(r)[1]
+        if r.version and (cached := self.cache.snapshot(r.namespace, r.name, r.version)):
+            self.cache.write_ref(r.namespace, r.name, ref_name(r), r.version)
+            return cached  # versions are immutable: a complete snapshot needs no network
         res = self.resolve(r)
         ns, name = res.namespace, res.name
         with self.cache.lock(ns, name):
@@ -264,11 +268,15 @@ class Hub:
                                "and resolve of cached references work offline")
         try:
             yield
-        except httpx.TransportError as exc:
-            reason = str(exc) or type(exc).__name__
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise RegistryError(
-                f"cannot reach the registry at {self.url} ({reason}); start one with `adapterhub up` "
-                "or set ADAPTERHUB_URL", code="ConnectionError",
+                f"cannot reach the registry at {self.url} ({exc or type(exc).__name__}); start one with "
+                "`adapterhub up` or set ADAPTERHUB_URL", code="ConnectionError",
+            ) from None
+        except httpx.TransportError as exc:
+            raise RegistryError(
+                f"the connection to the registry at {self.url} failed ({exc or type(exc).__name__}); "
+                "run the command again (downloads resume where they stopped)", code="ConnectionError",
             ) from None
 
     def _request(self, method: str, path: str, *, ref: Reference | None = None, **kwargs) -> httpx.Response:

@@ -6,11 +6,11 @@ import json
 
 import httpx
 import pytest
+from click.testing import CliRunner
+
 from adapterhub.cli.main import cli
 from adapterhub.registry import config
 from adapterhub.registry.client import Hub
-from click.testing import CliRunner
-
 from tests.client.support import folder_bytes, make_adapter, proxy, sha256
 
 
@@ -97,7 +97,7 @@ def test_push_of_a_plain_peft_folder_infers_metadata(online, tmp_path):
 
 
 def test_push_uploads_only_the_blobs_the_registry_lacks(online, tmp_path, monkeypatch):
-    folder = make_adapter(tmp_path / "a", seed=2)
+    folder = make_adapter(tmp_path / "a", seed=2, base_model="dedup/base")  # every file new
     with proxy(online.url) as p:
         monkeypatch.setenv("ADAPTERHUB_URL", p.url)
         ok("push", folder, "acme/dedup", "--version", "1.0.0")
@@ -177,3 +177,11 @@ def test_missing_things_exit_1_with_one_line(online, args):
     result = run(*args)
     assert result.exit_code == 1
     assert result.output.startswith("Error: not found:") and result.output.count("\n") == 1
+
+
+def test_pulling_a_yanked_version_by_number_warns_in_one_line(online, tmp_path):
+    ok("push", make_adapter(tmp_path / "a", seed=7), "acme/yanked-pin", "--version", "1.0.0")
+    ok("yank", "acme/yanked-pin@1.0.0", "--reason", "leaks labels")
+    result = ok("pull", "acme/yanked-pin@1.0.0")
+    assert "warning: acme/yanked-pin@1.0.0 is yanked: leaks labels\n" in result.stderr
+    assert result.stdout.strip().endswith("snapshots/1.0.0")

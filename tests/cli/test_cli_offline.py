@@ -6,11 +6,11 @@ import json
 import socket
 
 import pytest
+from click.testing import CliRunner
+
 from adapterhub.cli.main import cli
 from adapterhub.registry import config
 from adapterhub.registry.cache import Cache
-from click.testing import CliRunner
-
 from tests.client.support import sha256
 
 COMMANDS = [[], ["up"], ["serve"], ["login"], ["logout"], ["whoami"], ["push"], ["pull"], ["search"], ["show"],

@@ -119,6 +119,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def _forward(self) -> None:
         srv = self.server
         srv.requests.append((self.command, self.path, self.headers.get("Range")))
+        if "/files/" in self.path:
+            srv.gate.wait(60)  # a test may hold file downloads back
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
@@ -142,10 +144,13 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
 @contextmanager
 def proxy(target: str, delay: float = 0.0) -> Iterator[http.server.ThreadingHTTPServer]:
-    """A logging proxy in front of ``target``; ``delay`` seconds after every 64 KiB of a file."""
+    """A logging proxy in front of ``target``; ``delay`` seconds after every 64 KiB of a file;
+    file downloads wait while ``.gate`` (a `threading.Event`) is clear."""
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ProxyHandler)
-    srv.target, srv.delay, srv.requests = target, delay, []
+    srv.target, srv.delay, srv.requests, srv.gate = target, delay, [], threading.Event()
+    srv.gate.set()
     srv.daemon_threads = True
+    srv.handle_error = lambda request, address: None  # a client killed mid-download is the point
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from adapterhub.registry.cache import Cache, download_blob, ref_name, safe_relpath
-from adapterhub.registry.reference import parse_reference
 
 from adapterhub.errors import InvalidAdapterError, OfflineError, RegistryError
+from adapterhub.registry.cache import Cache, download_blob, ref_name, safe_relpath
+from adapterhub.registry.reference import parse_reference
 from tests.client.support import range_server, sha256
 
 DATA = os.urandom(300_000)

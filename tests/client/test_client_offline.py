@@ -8,8 +8,6 @@ import socket
 
 import httpx
 import pytest
-from adapterhub.registry import config
-from adapterhub.registry.client import Hub, folder_metadata, scan_folder
 
 from adapterhub.errors import (
     AdapterNotFoundError,
@@ -19,6 +17,8 @@ from adapterhub.errors import (
     OfflineError,
     RegistryError,
 )
+from adapterhub.registry import config
+from adapterhub.registry.client import Hub, folder_metadata, scan_folder
 from tests.client.support import make_adapter
 
 

@@ -1,0 +1,98 @@
+"""``adapterhub serve`` and ``adapterhub up`` as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.helpers.live_server import free_port
+
+
+def _env(home, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTERHUB_")}
+    return {**env, "ADAPTERHUB_HOME": str(home), **extra}
+
+
+def _healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"nothing answered at {url}")
+
+
+def _down(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/api/v1/health", timeout=1)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def _start(args, env):
+    return subprocess.Popen([sys.executable, "-m", "adapterhub.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_serve_runs_the_registry_in_the_foreground(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(["serve", "--port", str(port)], _env(tmp_path, ADAPTERHUB_ADMIN_TOKEN="admin-secret"))
+    try:
+        _healthy(url, proc)
+        who = httpx.get(f"{url}/api/v1/whoami", headers={"Authorization": "Bearer admin-secret"})
+        assert who.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert _down(url)
+
+
+def test_up_prints_url_and_admin_token_once_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(["up", "--port", str(port)], _env(tmp_path))
+    try:
+        _healthy(url, proc)
+        line = proc.stdout.readline()
+        assert line.startswith(f"registry: {url}")
+        token = proc.stdout.readline().strip().rsplit(" ", 1)[1]
+        assert token.startswith("ah_admin_")
+        assert oct((tmp_path / "admin_token").stat().st_mode & 0o777) == "0o600"
+        assert (tmp_path / "token").read_text().strip() == token  # stored as the login
+        who = httpx.get(f"{url}/api/v1/whoami", headers={"Authorization": f"Bearer {token}"})
+        assert who.status_code == 200, who.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopping" in err
+    assert _down(url)
+    proc = _start(["up", "--port", str(port)], _env(tmp_path))
+    try:
+        _healthy(url, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)  # a service manager's stop: children go too
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and _down(url)
+    assert "admin token" not in out and token not in out + err
+
+
+def test_up_refuses_a_port_where_something_already_answers(server, tmp_path):
+    from click.testing import CliRunner
+
+    from adapterhub.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["up", "--port", str(server.port)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: something already answers at {server.url}; stop it or pick another --port\n"
