@@ -10,6 +10,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from filelock import FileLock
 from sqlalchemy import Engine, create_engine, event
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -60,5 +61,15 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply the migrations up to ``revision`` (on start, and in tests)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Apply the migrations up to ``revision`` (on start, and in tests).
+
+    Concurrent starts migrate one at a time: a file lock beside a SQLite database, an advisory
+    lock on PostgreSQL (in ``migrations/env.py``).
+    """
+    url = str(engine.url)
+    path = url.split("///", 1)[1] if is_sqlite(url) and "///" in url else ""
+    if path and path != ":memory:":
+        with FileLock(path + ".migrate.lock"):
+            command.upgrade(alembic_config(engine), revision)
+    else:
+        command.upgrade(alembic_config(engine), revision)

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from adapterhub.registry.server.auth import FailureLimiter, Principal, authenticate
 from adapterhub.registry.server.blobstore import BlobStore
-from adapterhub.registry.server.db import writer
 from adapterhub.registry.server.errors import ApiError
 from adapterhub.registry.server.settings import Settings
 
@@ -19,20 +19,21 @@ READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 def get_session(request: Request) -> Iterator[Session]:
     """One session per request; writes (non-GET) begin ``IMMEDIATE`` on SQLite."""
-    engine = request.app.state.engine
-    if request.method not in READ_METHODS:
-        engine = writer(engine)
+    state = request.app.state
+    engine = state.engine if request.method in READ_METHODS else state.write_engine
     with Session(engine, expire_on_commit=False) as session:
         yield session
 
 
-def get_principal(request: Request) -> Principal:
+def _principal(request: Request, lenient: bool) -> Principal:
     header = request.headers.get("authorization", "")
     if not header:
         return Principal()
     limiter: FailureLimiter = request.app.state.limiter
     client = request.client.host if request.client else "?"
     if limiter.blocked(client):
+        if lenient:
+            return Principal()
         raise ApiError(429, "RateLimited", "too many failed authentications from this address; retry later",
                        {"Retry-After": str(int(limiter.window_s))})
     scheme, _, token = header.partition(" ")
@@ -42,9 +43,28 @@ def get_principal(request: Request) -> Principal:
             principal = authenticate(session, token.strip(), request.app.state.settings.admin_token)
     if principal is None:
         limiter.fail(client)
+        if lenient:
+            return Principal()
         raise ApiError(401, "Unauthorized", "invalid, expired or revoked token",
                        {"WWW-Authenticate": "Bearer"})
     return principal
+
+
+async def get_principal(request: Request) -> Principal:
+    """The caller; 401 for a bad token, 429 after too many failures from one address.
+    (Async so that an anonymous request costs no trip to the thread pool.)"""
+    if not request.headers.get("authorization"):
+        return Principal()
+    return await run_in_threadpool(_principal, request, False)
+
+
+async def get_hf_principal(request: Request) -> Principal:
+    """On the HF routes a token we do not know (say a real ``HF_TOKEN`` left in the environment)
+    reads as anonymous: public adapters still load, private ones answer ``RepoNotFound``.
+    Failures still count, and a blocked address is not checked at all."""
+    if not request.headers.get("authorization"):
+        return Principal()
+    return await run_in_threadpool(_principal, request, True)
 
 
 def require_user(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
@@ -64,6 +84,7 @@ def get_settings(request: Request) -> Settings:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+HfPrincipalDep = Annotated[Principal, Depends(get_hf_principal)]
 CurrentUser = Annotated[Principal, Depends(require_user)]
 StoreDep = Annotated[BlobStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

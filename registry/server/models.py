@@ -17,8 +17,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-
-
 class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=96, unique=True, index=True)

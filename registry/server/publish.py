@@ -24,6 +24,7 @@ from adapterhub.registry.server.models import Adapter, Blob, DownloadCount, File
 from adapterhub.registry.server.schemas import FileEntry, VersionCreate
 
 JSON_FILES = {"adapter_config.json": "config", "adapterhub.json": "card"}
+MAX_JSON = 16 * 1024 * 1024
 
 
 def record_blob(session: Session, sha256: str, size: int) -> bool:
@@ -79,6 +80,8 @@ def _read_contents(store: BlobStore, files: list[FileEntry]) -> dict[str, dict]:
     parsed: dict[str, dict] = {"config": {}, "card": {}}
     for f in files:
         if f.path in JSON_FILES:
+            if f.size > MAX_JSON:
+                raise val.ValidationError("InvalidManifest", f"{f.path} is {f.size} bytes; the limit is {MAX_JSON}")
             parsed[JSON_FILES[f.path]] = val.parse_json_object(f.path, store.read(f.sha256))
         elif f.path.lower().endswith(".safetensors"):
             n = val.safetensors_header_length(f.path, store.read(f.sha256, 0, 8), f.size)

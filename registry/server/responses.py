@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -31,6 +32,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return start, min(end, size - 1)
 
 
+def content_disposition(name: str) -> str:
+    """``attachment`` with an ASCII fallback name and the exact UTF-8 name (RFC 6266 / 5987)."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    if fallback == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
 def etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
@@ -44,8 +53,7 @@ def blob_response(request: Request, store: BlobStore, sha256: str, size: int, fi
     etag = f'"{sha256}"'
     h = {"ETag": etag, "Accept-Ranges": "bytes", "X-Content-Type-Options": "nosniff", **(headers or {})}
     if attachment:
-        safe = filename.rsplit("/", 1)[-1].replace('"', "")
-        h["Content-Disposition"] = f'attachment; filename="{safe}"'
+        h["Content-Disposition"] = content_disposition(filename.rsplit("/", 1)[-1])
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=h), False
     rng = parse_range(request.headers.get("range"), size)

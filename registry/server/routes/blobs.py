@@ -69,7 +69,5 @@ async def upload(sha256: str, request: Request, principal: CurrentUser, store: S
 
 
 def _record(request: Request, sha256: str, size: int) -> bool:
-    from adapterhub.registry.server.db import writer
-
-    with Session(writer(request.app.state.engine)) as session:
+    with Session(request.app.state.write_engine) as session:
         return record_blob(session, sha256, size)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from sqlmodel import Session, select
 
@@ -19,7 +18,6 @@ from adapterhub.registry.server.crud import (
     version_out,
     versions_newest_first,
 )
-from adapterhub.registry.server.db import writer
 from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep, StoreDep
 from adapterhub.registry.server.errors import ApiError
 from adapterhub.registry.server.models import File, Version
@@ -65,19 +63,16 @@ def file_response(request: Request, session: Session, store, v: Version, path: s
         raise ApiError(404, "EntryNotFound", f"version {v.version} has no file {path!r}", headers)
     response, from_start = blob_response(request, store, f.sha256, f.size, f.path, headers)
     if from_start and counts_as_download(session, v, path):
-        with Session(writer(request.app.state.engine)) as ws:
+        with Session(request.app.state.write_engine) as ws:
             count_download(ws, v)
     return response
 
 
 @router.api_route("/{version}/files/{path:path}", methods=["GET", "HEAD"])
-async def download_file(ns: str, name: str, version: str, path: str, request: Request, session: SessionDep,
-                        principal: PrincipalDep, store: StoreDep) -> Response:
-    def work() -> Response:
-        _nsrow, adapter = get_adapter(session, principal, ns, name)
-        return file_response(request, session, store, get_version(session, adapter, version), path)
-
-    return await run_in_threadpool(work)
+def download_file(ns: str, name: str, version: str, path: str, request: Request, session: SessionDep,
+                  principal: PrincipalDep, store: StoreDep) -> Response:
+    _nsrow, adapter = get_adapter(session, principal, ns, name)
+    return file_response(request, session, store, get_version(session, adapter, version), path)
 
 
 def _set_yank(ns: str, name: str, version: str, session: Session, principal, yanked: bool,

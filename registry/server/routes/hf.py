@@ -1,0 +1,109 @@
+"""The Hugging Face Hub protocol subset (see shared/HF_PROTOCOL.md): repo info, tree, resolve.
+
+A repo id ``ns/name`` is an adapter; a revision is a version, an alias, a commit id or ``main``.
+Errors carry ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlmodel import Session
+
+from adapterhub.registry.server.auth import aware
+from adapterhub.registry.server.crud import files_of, get_adapter, resolve_revision
+from adapterhub.registry.server.deps import HfPrincipalDep, SessionDep, StoreDep
+from adapterhub.registry.server.errors import ApiError
+from adapterhub.registry.server.models import Adapter, File, Namespace, Version
+from adapterhub.registry.server.routes.versions import file_response
+
+router = APIRouter(tags=["huggingface"])
+api = APIRouter(prefix="/api/models/{ns}/{name}", tags=["huggingface"])
+
+
+def _target(session: Session, principal, ns: str, name: str, rev: str) -> tuple[Namespace, Adapter, Version]:
+    nsrow, adapter = get_adapter(session, principal, ns, name)
+    return nsrow, adapter, resolve_revision(session, adapter, rev)
+
+
+def hf_time(dt) -> str:
+    """The Hub's timestamp form, ``2024-01-31T12:00:00.000Z`` (its client parses only this)."""
+    return aware(dt).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{aware(dt).microsecond // 1000:03d}Z"
+
+
+def _info(session: Session, nsrow: Namespace, adapter: Adapter, v: Version) -> dict:
+    files = files_of(session, v.id)
+    return {
+        "_id": f"{nsrow.name}/{adapter.name}", "id": f"{nsrow.name}/{adapter.name}",
+        "modelId": f"{nsrow.name}/{adapter.name}", "author": nsrow.name, "sha": v.commit,
+        "private": nsrow.private, "disabled": False, "gated": False,
+        "tags": list(adapter.tags or []) + ["peft", "adapterhub"], "library_name": "peft",
+        "pipeline_tag": adapter.task or None, "downloads": adapter.downloads,
+        "lastModified": hf_time(v.created_at), "createdAt": hf_time(adapter.created_at),
+        "cardData": {"base_model": adapter.base_model, "license": adapter.license, **(v.card or {})},
+        "siblings": [{"rfilename": f.path, "size": f.size} for f in files],
+        "usedStorage": v.size, "version": v.version,
+    }
+
+
+@api.get("")
+def model_info(ns: str, name: str, session: SessionDep, principal: HfPrincipalDep) -> dict:
+    return _info(session, *_target(session, principal, ns, name, "main"))
+
+
+@api.get("/revision/{rev}")
+def model_info_revision(ns: str, name: str, rev: str, session: SessionDep, principal: HfPrincipalDep) -> dict:
+    return _info(session, *_target(session, principal, ns, name, rev))
+
+
+def _tree(files: list[File], prefix: str, recursive: bool) -> list[dict]:
+    base = prefix.strip("/")
+    base = base + "/" if base else ""
+    out, dirs = [], []
+    for f in files:
+        if not f.path.startswith(base):
+            continue
+        rest = f.path[len(base):]
+        if not recursive and "/" in rest:
+            d = base + rest.split("/", 1)[0]
+            if d not in dirs:
+                dirs.append(d)
+            continue
+        if recursive:
+            parts = rest.split("/")[:-1]
+            for i in range(len(parts)):
+                d = base + "/".join(parts[: i + 1])
+                if d not in dirs:
+                    dirs.append(d)
+        out.append({"type": "file", "path": f.path, "size": f.size, "oid": f.sha256,
+                    "lfs": {"oid": f.sha256, "size": f.size, "pointerSize": 0}})
+    return [{"type": "directory", "path": d, "size": 0, "oid": ""} for d in dirs] + out
+
+
+@api.get("/tree/{rev}")
+@api.get("/tree/{rev}/{path:path}")
+def tree(ns: str, name: str, rev: str, session: SessionDep, principal: HfPrincipalDep, path: str = "",
+         recursive: str = "false") -> list[dict]:
+    _nsrow, _adapter, v = _target(session, principal, ns, name, rev)
+    files = files_of(session, v.id)
+    entries = _tree(files, path, recursive.lower() in ("true", "1", "yes"))
+    if path and not entries:
+        raise ApiError(404, "EntryNotFound", f"no path {path!r} in version {v.version}", {"X-Repo-Commit": v.commit})
+    return entries
+
+
+@router.api_route("/{ns}/{name}/resolve/{rev}/{path:path}", methods=["GET", "HEAD"])
+def resolve_file(ns: str, name: str, rev: str, path: str, request: Request, session: SessionDep,
+                 principal: HfPrincipalDep, store: StoreDep) -> Response:
+    _nsrow, _adapter, v = _target(session, principal, ns, name, rev)
+    headers = {"X-Repo-Commit": v.commit}
+    url = None
+    f = next((f for f in files_of(session, v.id) if f.path == path), None)
+    if f is not None:
+        url = store.presigned_url(f.sha256, f.path)
+    if url is not None:
+        return RedirectResponse(url, status_code=302, headers={
+            **headers, "X-Linked-Size": str(f.size), "X-Linked-Etag": f'"{f.sha256}"', "ETag": f'"{f.sha256}"'})
+    return file_response(request, session, store, v, path, headers)
