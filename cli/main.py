@@ -11,7 +11,9 @@ from adapterhub.cli.auth import login, logout, whoami
 from adapterhub.cli.cache import cache
 from adapterhub.cli.demo import demo
 from adapterhub.cli.errors import HubGroup
+from adapterhub.cli.evaluate import evaluate
 from adapterhub.cli.server import serve, up
+from adapterhub.cli.train import train
 
 EPILOG = """\b
 Examples:
@@ -39,6 +41,6 @@ def cli(url: str | None) -> None:
     """adapterhub: push, find, pull and serve parameter-efficient adapters."""
 
 
-COMMANDS = [up, demo, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, cache]
+COMMANDS = [up, demo, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, cache, train, evaluate]
 for command in COMMANDS:
     cli.add_command(command)
