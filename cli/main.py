@@ -12,6 +12,7 @@ from adapterhub.cli.cache import cache
 from adapterhub.cli.demo import demo
 from adapterhub.cli.errors import HubGroup
 from adapterhub.cli.evaluate import evaluate
+from adapterhub.cli.seed import seed
 from adapterhub.cli.server import serve, up
 from adapterhub.cli.train import train
 
@@ -41,6 +42,6 @@ def cli(url: str | None) -> None:
     """adapterhub: push, find, pull and serve parameter-efficient adapters."""
 
 
-COMMANDS = [up, demo, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, cache, train, evaluate]
+COMMANDS = [up, demo, seed, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, cache, train, evaluate]
 for command in COMMANDS:
     cli.add_command(command)

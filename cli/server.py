@@ -76,8 +76,21 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
     raise click.ClickException(f"the registry did not answer at {url} within {timeout:.0f}s")
 
 
+SEED_ROOT = Path("seed_adapters")
+
+
 def seed_step(url: str, token: str, first_start: bool) -> subprocess.Popen | None:
-    """Hook: on first start, push the adapters under seed_adapters/ (to come with `adapterhub seed`)."""
+    """Publish the seed adapters (``./seed_adapters``) on every start; already published ones are skipped."""
+    if not SEED_ROOT.is_dir():
+        note(f"no {SEED_ROOT}/ folder here: starting with an empty registry")
+        return None
+    from adapterhub.registry.client import Hub
+    from adapterhub.registry.seeding import seed_registry
+
+    with Hub(url=url, token=token) as hub:
+        pushed = seed_registry(hub, SEED_ROOT, say=lambda line: note(line))
+    if pushed:
+        click.echo(f"published {len(pushed)} seed adapter(s) from {SEED_ROOT}/")
     return None
 
 

@@ -430,7 +430,8 @@ def folder_metadata(root: Path) -> dict:
         card = _read_json(card_path)
         meta = {k: card.get(k) for k in CREATE_FIELDS}
         if isinstance(meta["base_model"], dict):  # {"id": ..., "fingerprint": ...}
-            meta["base_model"] = meta["base_model"].get("id") or meta["base_model"].get("name")
+            base = meta["base_model"]
+            meta["base_model"] = base.get("id") or base.get("name_or_path") or base.get("name")
         meta["target_modules"] = card.get("target_modules")
         if config_path.is_file():
             meta = {**_peft_metadata(_read_json(config_path)), **{k: v for k, v in meta.items() if v is not None}}

@@ -1,0 +1,56 @@
+"""Push the seed adapters (``seed_adapters/<name>/``) into a registry, with their metrics as evaluations.
+
+Used by ``adapterhub seed`` and by ``adapterhub up`` on a registry's first start, so a new user's
+first page shows real adapters with honest numbers. Idempotent: versions already published are
+skipped (versions are immutable), so running it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from adapterhub.errors import AdapterNotFoundError, RegistryError
+from adapterhub.registry.client import Hub
+
+NAMESPACE = "adapterhub"
+VERSION = "1.0.0"
+
+
+def seed_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if (p / "adapter_config.json").is_file() or (p / "composition.json").is_file())
+
+
+def ensure_namespace(hub: Hub, namespace: str) -> None:
+    try:
+        hub._request("POST", "namespaces", json={"name": namespace, "private": False})
+    except RegistryError as exc:
+        if exc.status != 409:
+            raise
+
+
+def seed_registry(hub: Hub, root: Path, say: Callable[[str], None] = print) -> list[str]:
+    """Publish every seed folder as ``adapterhub/<name>@1.0.0`` (alias ``stable``); return the refs pushed."""
+    ensure_namespace(hub, NAMESPACE)
+    pushed = []
+    for folder in seed_folders(root):
+        ref = f"{NAMESPACE}/{folder.name}"
+        if any(v["version"] == VERSION for v in _versions(hub, ref)):
+            continue
+        hub.push(folder, ref, version=VERSION, alias="stable")
+        card = json.loads((folder / "adapterhub.json").read_text()) if (folder / "adapterhub.json").is_file() else {}
+        test = (card.get("data") or {}).get("test") or {}
+        metrics = {k: v for k, v in (card.get("metrics") or {}).items() if isinstance(v, (int, float))}
+        if metrics and test.get("sha256"):
+            hub.post_eval(f"{ref}@{VERSION}", test.get("source", "test"), test["sha256"], metrics)
+        pushed.append(ref)
+        say(f"seeded {ref}@{VERSION}")
+    return pushed
+
+
+def _versions(hub: Hub, ref: str) -> list[dict]:
+    try:
+        return hub.versions(ref)
+    except AdapterNotFoundError:  # not created yet
+        return []
