@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from adapterhub.compose.tuners.site import base_named_modules
 from adapterhub.errors import IncompatibleAdapterError
 
 SIZE_KEYS = (("hidden_size", "n_embd", "d_model"), ("num_hidden_layers", "n_layer", "num_layers"))
@@ -62,7 +63,7 @@ def check_fingerprint(model: nn.Module, card: dict[str, Any], adapter: str) -> N
             raise IncompatibleAdapterError(
                 f"adapter {adapter!r} was trained for {theirs_desc}; this model has {mine_desc}"
             )
-    modules = dict(model.named_modules())
+    modules = dict(base_named_modules(model))
     for path, shape in (fp.get("shapes") or {}).items():
         module = modules.get(path)
         if module is None:

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from safetensors.torch import load_file, save_file
+
 from adapterhub.compose.fingerprint import check_fingerprint, fingerprint
 from adapterhub.compose.tuners import METHODS, Method, method_for_config, method_for_peft_type
 from adapterhub.compose.tuners.heads import iter_heads
-from adapterhub.compose.tuners.site import iter_sites
-from safetensors.torch import load_file, save_file
-
+from adapterhub.compose.tuners.site import base_named_modules, iter_sites
 from adapterhub.errors import AdapterNotFoundError, IncompatibleAdapterError, InvalidAdapterError
 
 if TYPE_CHECKING:
@@ -236,6 +236,7 @@ def resolve_source(source: str | Path) -> Path:
 
 def load_adapter(model: AdapterModel, source: str | Path, name: str | None = None, replace: bool = False, set_active: bool = False) -> str:
     folder = resolve_source(source)
+    reference = None if Path(source).is_dir() else str(source)
     raw = read_json(folder / CONFIG_FILE)
     method = method_for_peft_type(raw.get("peft_type"))
     card = read_json(folder / CARD_FILE) if (folder / CARD_FILE).exists() else {}
@@ -267,6 +268,9 @@ def load_adapter(model: AdapterModel, source: str | Path, name: str | None = Non
         if method.kind == "site" and raw.get("target_modules") is not None:
             loaded.target_modules = raw["target_modules"]
         loaded.modules_to_save = raw.get("modules_to_save") if heads else None
+    model._ah_sources.pop(name, None)
+    if reference is not None:
+        model._ah_sources[name] = reference  # recipes record where an adapter came from
     if set_active:
         model.set_active(name)
     return name
@@ -296,7 +300,7 @@ def split_keys(tensors: dict[str, torch.Tensor], method: Method, folder: Path) -
 
 
 def _check_targets_exist(model: AdapterModel, paths: list[str], name: str) -> None:
-    modules = dict(model.named_modules())
+    modules = dict(base_named_modules(model))
     missing = [p for p in paths if p not in modules]
     if missing:
         raise IncompatibleAdapterError(

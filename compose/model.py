@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from adapterhub.compose import composition, io, prompting
-from adapterhub.compose.arch import arch_spec
+from torch import nn
+
+from adapterhub.compose import block_layers, composition, execute, io, per_row, prompting, routing
+from adapterhub.compose.api import CompositionMixin
+from adapterhub.compose.model_facts import fill_model_facts
 from adapterhub.compose.targets import find_heads, find_targets
 from adapterhub.compose.tuners import method_for_config
 from adapterhub.compose.tuners.config_base import AdapterConfig
@@ -33,8 +36,6 @@ from adapterhub.compose.tuners.prefix.config import PrefixTuningConfig
 from adapterhub.compose.tuners.prefix.layer import PrefixEncoder
 from adapterhub.compose.tuners.prompt.layer import PromptEmbedding
 from adapterhub.compose.tuners.site import AdapterState, iter_sites, make_site, site_facts
-from torch import nn
-
 from adapterhub.errors import AdapterNotFoundError, InvalidAdapterError
 
 
@@ -54,19 +55,7 @@ class TrainableParameters:
 _CLASSES: dict[type, type] = {}
 
 
-def _text_config(config):
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
-def _first(config, *names, default=None):
-    for name in names:
-        value = getattr(config, name, None)
-        if value is not None:
-            return value
-    return default
-
-
-class AdapterModel:
+class AdapterModel(CompositionMixin):
     """Mixin that turns a ``PreTrainedModel`` into an adapter-capable one, in place (see module doc)."""
 
     _ah_state: AdapterState
@@ -100,6 +89,8 @@ class AdapterModel:
         self.__dict__["_ah_state"] = AdapterState()
         self.__dict__["_ah_configs"] = {}
         self.__dict__["_ah_active"] = None
+        self.__dict__["_ah_compositions"] = {}  # registered composition name -> block
+        self.__dict__["_ah_sources"] = {}  # adapter name -> registry reference it was loaded from
         self.ah_prompts = nn.ModuleDict()
         for p in self.parameters():
             p.requires_grad_(False)
@@ -120,7 +111,7 @@ class AdapterModel:
             raise InvalidAdapterError(f"expected an adapter config (LoRAConfig, ...), got {type(config).__name__}")
         config = copy.deepcopy(config)
         method = method_for_config(config)
-        self._fill_model_facts(config, method)
+        fill_model_facts(self, config, method)
         built: list[tuple[nn.Module, str, nn.Module]] = []
         if method.kind == "site":
             for site_name in find_targets(self, config.target_modules, name):
@@ -160,6 +151,10 @@ class AdapterModel:
         if name in self.ah_prompts:
             del self.ah_prompts[name]
         del self._ah_configs[name]
+        self._ah_sources.pop(name, None)
+        block_layers.drop_layers_using(self, name)
+        for key in [k for k, c in self._ah_compositions.items() if name in composition.leaves_of(c)]:
+            del self._ah_compositions[key]
         if name in composition.leaves_of(self._ah_active):
             self.set_active(None)
 
@@ -168,42 +163,6 @@ class AdapterModel:
             known = ", ".join(sorted(self._ah_configs)) or "none"
             raise AdapterNotFoundError(f"no adapter named {name!r} on this model (loaded: {known})")
         return self._ah_configs[name]
-
-    def _fill_model_facts(self, config: AdapterConfig, method) -> None:
-        model_type = getattr(self.config, "model_type", "")
-        module = method.site_module
-        if method.kind == "site" and config.target_modules is None:
-            spec = arch_spec(model_type)
-            if hasattr(module, "fill_defaults"):
-                module.fill_defaults(config, spec)
-            if config.target_modules is None:
-                targets = module.default_targets(spec)
-                config.target_modules = targets if isinstance(targets, str) else list(targets)
-        elif method.kind == "site" and hasattr(module, "fill_defaults"):
-            try:
-                module.fill_defaults(config, arch_spec(model_type))
-            except InvalidAdapterError:
-                module.fill_defaults(config, None)
-        if config.task_type == "SEQ_CLS" and config.modules_to_save is None:
-            config.modules_to_save = [n for n in ("classifier", "score") if hasattr(self, n)] or None
-        if config.base_model_name_or_path is None:
-            config.base_model_name_or_path = getattr(self.config, "_name_or_path", None) or None
-        if method.kind == "prompt":
-            text = _text_config(self.config)
-            hidden = _first(text, "hidden_size", "n_embd", "d_model")
-            heads = _first(text, "num_attention_heads", "n_head", "num_heads")
-            if config.num_layers is None:
-                config.num_layers = _first(text, "num_hidden_layers", "n_layer", "num_layers")
-            if method.name == "prefix_tuning":
-                kv_heads = _first(text, "num_key_value_heads", default=heads)
-                head_dim = _first(text, "head_dim", default=hidden // heads)
-                if config.num_attention_heads is None:
-                    config.num_attention_heads = kv_heads
-                if config.token_dim is None:
-                    config.token_dim = head_dim * kv_heads
-            else:
-                config.num_attention_heads = config.num_attention_heads or heads
-                config.token_dim = config.token_dim or hidden
 
     def _build_prompt_encoder(self, config: AdapterConfig, tokenizer) -> nn.Module:
         if isinstance(config, PrefixTuningConfig):
@@ -224,12 +183,16 @@ class AdapterModel:
 
     # ------------------------------------------------------------------ activation and training
     def set_active(self, active: str | composition.Block | list[str] | None) -> None:
-        """Activate one adapter, a list (stacked), a composition block, or ``None`` for the base."""
-        active = composition.normalize(active)
-        for leaf in composition.leaves_of(active):
-            self._require(leaf)
+        """Activate one adapter, a list (stacked), a composition block or registered composition name,
+        or ``None`` for the base. Compositions with Fuse/Average/Route run through ``execute``."""
+        named = active if isinstance(active, str) and active in self._ah_compositions else None
+        active = composition.normalize(self._ah_compositions[named] if named else active)
+        self._check_composition(active)
         self.__dict__["_ah_active"] = active
-        self._ah_state.active = composition.leaves_of(active)
+        self.__dict__["_ah_active_name"] = named  # a recipe saved from it keeps the name
+        state = self._ah_state
+        state.active = composition.leaves_of(active)
+        state.block_plan = execute.BlockPlan(active) if composition.needs_executor(active) else None
 
     # PEFT spelling
     set_adapter = set_active
@@ -296,6 +259,10 @@ class AdapterModel:
     @torch.no_grad()
     def merge(self, name: str | None = None) -> None:
         """Fold a LoRA or IA³ adapter (default: the active ones) into the base weights."""
+        if name is None and self._ah_state.block_plan is not None:
+            raise InvalidAdapterError(
+                f"cannot merge the active composition {self._ah_active!r}; merge_adapters() builds one LoRA from several"
+            )
         names = [name] if name else list(self.active_adapters)
         for n in names:
             config = self._require(n)
@@ -342,7 +309,7 @@ class AdapterModel:
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def base_state_dict(self) -> dict[str, torch.Tensor]:
-        marks = (".ah_adapters.", ".ah_heads.", "ah_prompts.")
+        marks = (".ah_adapters.", ".ah_heads.", "ah_prompts.", ".ah_fusions.", ".ah_routers.")
         return {k: v for k, v in self.state_dict().items() if not any(m in k or k.startswith(m) for m in marks)}
 
     # ------------------------------------------------------------------ running
@@ -353,15 +320,29 @@ class AdapterModel:
         return [self.ah_prompts[n] for n in state.active if n in self.ah_prompts]
 
     def forward(self, *args, **kwargs):
-        kwargs.pop("adapter_names", None)
-        encoders = [] if self._ah_state.in_generate else self._active_prompt_encoders()
+        """The model's forward; ``adapter_names=[...]`` gives each row its own adapter (``per_row``)."""
+        names = kwargs.pop("adapter_names", None)
+        with routing.collect_aux(self._ah_state) as aux:
+            if names is None:
+                out = self._ah_forward(args, kwargs)
+            else:
+                with per_row.row_plan(self, names, _batch_size(args, kwargs)):
+                    out = self._ah_forward(args, kwargs)
+        return routing.attach_aux(out, aux)
+
+    def _ah_forward(self, args: tuple, kwargs: dict):
+        state = self._ah_state
+        encoders = [] if state.in_generate or state.row_plan is not None else self._active_prompt_encoders()
         if not encoders:
             return super().forward(*args, **kwargs)
         kwargs = _bind_positional(super().forward, args, kwargs)
         return prompting.prompt_forward(self, encoders, super().forward, kwargs)
 
     def generate(self, *args, **kwargs):
-        kwargs.pop("adapter_names", None)
+        names = kwargs.pop("adapter_names", None)
+        if names is not None:
+            with per_row.row_plan(self, names, _batch_size(args, kwargs)):
+                return super().generate(*args, **kwargs)
         encoders = self._active_prompt_encoders()
         if not encoders:
             return super().generate(*args, **kwargs)
@@ -375,6 +356,13 @@ class AdapterModel:
             return prompting.prompt_generate(self, encoders, super().forward, super().generate, kwargs)
         finally:
             state.in_generate = False
+
+
+def _batch_size(args: tuple, kwargs: dict) -> int | None:
+    ref = args[0] if args else kwargs.get("input_ids")
+    if ref is None:
+        ref = kwargs.get("inputs_embeds")
+    return ref.shape[0] if isinstance(ref, torch.Tensor) else None
 
 
 def _bind_positional(fn, args: tuple, kwargs: dict) -> dict:

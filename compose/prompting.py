@@ -12,8 +12,9 @@ unchanged over placeholder ids standing for the cached positions, which are cut 
 from __future__ import annotations
 
 import torch
-from adapterhub.compose.tuners.prefix.layer import build_prefix_cache
 from transformers import DynamicCache
+
+from adapterhub.compose.tuners.prefix.layer import build_prefix_cache
 
 
 def split_prompt_adapters(encoders):

@@ -8,6 +8,7 @@ import re
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from adapterhub.compose.tuners.site import base_named_modules
 from adapterhub.errors import InvalidAdapterError, TargetModuleNotFoundError
 
 
@@ -24,12 +25,12 @@ def find_targets(model: nn.Module, targets: list[str] | tuple[str, ...] | str, a
             re.compile(targets)
         except re.error as exc:
             raise InvalidAdapterError(f"adapter {adapter!r}: target_modules regex {targets!r} is invalid: {exc}") from exc
-    names = [n for n, _ in model.named_modules() if n]
+    names = [n for n, _ in base_named_modules(model) if n]
     found = [n for n in names if matches(n, targets)]
     missing = [] if isinstance(targets, str) else [t for t in targets if not any(matches(n, [t]) for n in found)]
     if not found or missing:
         wanted = targets if isinstance(targets, str) else ", ".join(missing or targets)
-        candidates = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, (nn.Linear, Conv1D))})
+        candidates = sorted({n.rsplit(".", 1)[-1] for n, m in base_named_modules(model) if isinstance(m, (nn.Linear, Conv1D))})
         close = difflib.get_close_matches(str(missing[0] if missing else targets), candidates, n=5, cutoff=0.3)
         hint = close or candidates[:8]
         raise TargetModuleNotFoundError(
@@ -44,7 +45,7 @@ def find_heads(model: nn.Module, modules_to_save: list[str] | None, adapter: str
     config lists both ``classifier`` and ``score``), but a list that matches nothing at all is an error."""
     if not modules_to_save:
         return []
-    names = [n for n, _ in model.named_modules() if n]
+    names = [n for n, _ in base_named_modules(model) if n]
     found = [n for n in names if any(re.fullmatch(t, n) if _is_regex(t) else matches(n, [t]) for t in modules_to_save)]
     if not found:
         raise TargetModuleNotFoundError(

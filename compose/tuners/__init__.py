@@ -14,7 +14,6 @@ from adapterhub.compose.tuners.lora import model as lora_model
 from adapterhub.compose.tuners.lora.config import LoRAConfig
 from adapterhub.compose.tuners.prefix.config import PrefixTuningConfig
 from adapterhub.compose.tuners.prompt.config import PromptTuningConfig
-
 from adapterhub.errors import InvalidAdapterError
 
 

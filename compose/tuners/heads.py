@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import copy
 
-from adapterhub.compose.tuners.site import AdapterState
 from torch import nn
+
+from adapterhub.compose.tuners.site import AdapterState, base_named_modules
 
 
 class HeadMixin:
@@ -18,10 +19,16 @@ class HeadMixin:
 
     def forward(self, *args, **kwargs):
         state = self._ah_state
+        if state.row_plan is not None and not state.disabled:
+            return state.row_plan.apply_head(self, *args, **kwargs)
         if not state.disabled:
             for name in reversed(state.active):
                 if name in self.ah_heads:
                     return self.ah_heads[name](*args, **kwargs)
+        return super().forward(*args, **kwargs)
+
+    def base_head(self, *args, **kwargs):
+        """The original module's forward (rows of a per-row batch without their own copy)."""
         return super().forward(*args, **kwargs)
 
 
@@ -53,6 +60,6 @@ def add_head(module: nn.Module, state: AdapterState, adapter: str) -> nn.Module:
 
 
 def iter_heads(model: nn.Module):
-    for name, module in model.named_modules():
+    for name, module in base_named_modules(model):
         if isinstance(module, HeadMixin):
             yield name, module

@@ -25,6 +25,7 @@ class SiteAdapter(nn.Module):
     """One adapter's parameters at one site."""
 
     mergeable = False
+    scales_input = False  # True where ``scale_input`` changes the input (IA³ on FFN inputs)
 
     def scale_input(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -44,6 +45,8 @@ class AdapterState:
         self.disabled = False
         self.in_generate = False
         self.row_plan = None  # per-row adapter plan for the current forward, if any
+        self.block_plan = None  # runs the active composition when it holds Fuse/Average/Route
+        self.aux_losses: list | None = None  # routers append load-balancing losses here while collecting
 
 
 class AdapterSiteMixin:
@@ -68,8 +71,9 @@ class AdapterSiteMixin:
         return [adapters[n] for n in state.active if n in adapters and n not in merged]
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        plan = self._ah_state.row_plan
-        if plan is not None and not self._ah_state.disabled:
+        state = self._ah_state
+        plan = state.row_plan if state.row_plan is not None else state.block_plan
+        if plan is not None and not state.disabled:
             return plan.apply(self, x, *args, **kwargs)
         active = self._ah_active()
         if not active:
@@ -126,7 +130,26 @@ def make_site(module: nn.Module, state: AdapterState, name: str) -> AdapterSiteM
     return module
 
 
+# submodules that hold adapters (or their copies and layers), never base modules
+ADAPTER_CONTAINERS = frozenset({"ah_adapters", "ah_heads", "ah_prompts", "ah_fusions", "ah_routers"})
+
+
+def base_named_modules(model: nn.Module):
+    """``named_modules()`` without descending into adapter containers, so the cost of walking the
+    model stays the same with 2 or 200 adapters loaded (loading the 100th is as fast as the 2nd)."""
+    seen: set[int] = set()
+    todo = [("", model)]
+    while todo:
+        prefix, module = todo.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        yield prefix, module
+        children = [(n, c) for n, c in module._modules.items() if c is not None and n not in ADAPTER_CONTAINERS]
+        todo.extend((f"{prefix}.{n}" if prefix else n, c) for n, c in reversed(children))
+
+
 def iter_sites(model: nn.Module):
-    for name, module in model.named_modules():
+    for name, module in base_named_modules(model):
         if isinstance(module, AdapterSiteMixin):
             yield name, module

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from adapterhub.compose.tuners.bottleneck.config import BottleneckConfig
 from adapterhub.compose.tuners.site import SiteAdapter
-from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh}
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from adapterhub.compose.tuners.bottleneck.config import BottleneckConfig
 from adapterhub.compose.tuners.bottleneck.layer import BottleneckLayer
-from torch import nn
 
 
 def default_targets(spec) -> str:

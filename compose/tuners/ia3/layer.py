@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-from adapterhub.compose.tuners.site import SiteAdapter
 from torch import nn
+
+from adapterhub.compose.tuners.site import SiteAdapter
 
 
 class IA3Layer(SiteAdapter):
@@ -13,6 +14,7 @@ class IA3Layer(SiteAdapter):
     def __init__(self, in_features: int, out_features: int, feedforward: bool, init_ones: bool, fan_in_fan_out: bool):
         super().__init__()
         self.feedforward = feedforward
+        self.scales_input = feedforward
         self.fan_in_fan_out = fan_in_fan_out
         shape = (1, in_features) if feedforward else (out_features, 1)
         self.ia3_l = nn.Parameter(torch.ones(shape) if init_ones else torch.randn(shape))

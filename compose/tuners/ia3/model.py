@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
+from torch import nn
+
 from adapterhub.compose.tuners.ia3.config import IA3Config
 from adapterhub.compose.tuners.ia3.layer import IA3Layer
-from torch import nn
 
 
 def default_targets(spec) -> tuple[str, ...]:

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from adapterhub.compose.tuners.config_base import AdapterConfig
-
 from adapterhub.errors import InvalidAdapterError
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
+
 from adapterhub.compose.tuners.lora.config import LoRAConfig
 from adapterhub.compose.tuners.site import SiteAdapter
-from torch import nn
 
 
 class LoRALayer(SiteAdapter):

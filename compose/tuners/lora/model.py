@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from adapterhub.compose.tuners.lora.config import LoRAConfig
 from adapterhub.compose.tuners.lora.layer import LoRALayer
-from torch import nn
 
 
 def default_targets(spec) -> tuple[str, ...]:

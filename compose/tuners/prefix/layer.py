@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
-from adapterhub.compose.tuners.prefix.config import PrefixTuningConfig
 from torch import nn
 from transformers import DynamicCache
+
+from adapterhub.compose.tuners.prefix.config import PrefixTuningConfig
 
 
 class PrefixEncoder(nn.Module):

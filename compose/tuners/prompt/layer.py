@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-from adapterhub.compose.tuners.prompt.config import PromptTuningConfig
 from torch import nn
+
+from adapterhub.compose.tuners.prompt.config import PromptTuningConfig
 
 
 class PromptEmbedding(nn.Module):

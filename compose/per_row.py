@@ -1,0 +1,193 @@
+"""Per-row batches: every row of a batch runs its own adapter, composition, or the bare base model.
+
+``model(input_ids, adapter_names=[...])`` installs a ``RowPlan`` as ``AdapterState.row_plan`` for
+the duration of the call. At each site the plan computes the base output once for the whole batch,
+then:
+
+- rows whose entry is a single LoRA adapter get their delta in one vectorised pass (the Punica /
+  S-LoRA idea): each site keeps a bank of all its LoRA adapters stacked into ``A`` (n+1, r, in) and
+  ``B`` (n+1, out, r) (mixed ranks zero-padded, scaling folded into ``B``, slot 0 all zeros for rows
+  without LoRA), rows gather their slot and two batched matmuls do the rest; no Python loop over
+  adapters runs per token. The bank is rebuilt only when an adapter's tensors change.
+- every other entry (bottleneck, IA³, Stack/Fuse/Average/Route, composition names) runs on its
+  group of rows through the same executor as a whole-batch composition.
+
+Generation with ``num_return_sequences``/beams repeats each row's entry for its copies. Dropout is
+not applied on the per-row path (it serves inference). Prompt and prefix adapters change sequence
+lengths and cannot mix per row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from adapterhub.compose import execute
+from adapterhub.compose.composition import Block, leaves_of
+from adapterhub.compose.tuners.lora.layer import LoRALayer
+from adapterhub.errors import AdapterNotFoundError, CompositionError
+
+if TYPE_CHECKING:
+    from adapterhub.compose.model import AdapterModel
+
+ROW_METHODS = ("lora", "ia3", "bottleneck")
+Entry = str | Block | None
+
+
+class RowPlan:
+    """What each row runs; built once per call, applied at every site and head."""
+
+    def __init__(self, model: AdapterModel, names: Sequence[str | Block | None]):
+        merged = set(model.merged_adapters)
+        resolved: dict[object, Entry] = {}  # each distinct name is checked once, not once per row
+        self.entries: list[Entry] = []
+        for i, e in enumerate(names):
+            key = e if isinstance(e, str) or e is None else id(e)
+            if key not in resolved:
+                resolved[key] = resolve_entry(model, i, e, merged)
+            self.entries.append(resolved[key])
+        self.rows = len(self.entries)
+        self.lora: list[str | None] = [
+            e if isinstance(e, str) and model._ah_configs[e].method == "lora" else None for e in self.entries
+        ]
+        groups: dict[str, tuple[Entry, list[int]]] = {}
+        for i, e in enumerate(self.entries):
+            if e is not None and self.lora[i] is None:
+                groups.setdefault(repr(e), (e, []))[1].append(i)
+        self.groups = [(node, torch.tensor(rows)) for node, rows in groups.values()]
+        self._index_cache: dict[tuple, torch.Tensor] = {}
+
+    # ------------------------------------------------------------------ sites
+    def apply(self, site, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        rep = self._repeats(x.shape[0])
+        out = site.base_forward(x)
+        bank = lora_bank(site) if any(self.lora) else None
+        if bank is not None:
+            out = out + self._lora_delta(bank, x, rep).to(out.dtype)
+        for node, rows in self.groups:
+            rows = _expand(rows, rep).to(x.device)
+            sub = execute.site_output(site, node, x.index_select(0, rows), out.index_select(0, rows))
+            out = out.index_copy(0, rows, sub)
+        return out
+
+    def _lora_delta(self, bank: LoRABank, x: torch.Tensor, rep: int) -> torch.Tensor:
+        key = (bank.names, rep, x.device)
+        idx = self._index_cache.get(key)
+        if idx is None:
+            slots = {n: i + 1 for i, n in enumerate(bank.names)}
+            idx = torch.tensor([slots.get(n, 0) if n else 0 for n in self.lora]).repeat_interleave(rep).to(x.device)
+            self._index_cache[key] = idx
+        lead, width = x.shape[:-1], x.shape[-1]
+        x3 = x.reshape(x.shape[0], -1, width).to(bank.A.dtype)
+        h = torch.bmm(x3, bank.A[idx].transpose(1, 2))  # (rows, tokens, r)
+        delta = torch.bmm(h, bank.B[idx].transpose(1, 2))  # (rows, tokens, out)
+        return delta.reshape(*lead, delta.shape[-1])
+
+    # ------------------------------------------------------------------ heads (modules_to_save)
+    def apply_head(self, head, *args, **kwargs):
+        x = args[0]
+        rep = self._repeats(x.shape[0])
+        chosen = [next((n for n in reversed(leaves_of(e)) if n in head.ah_heads), None) for e in self.entries]
+        if len(set(chosen)) == 1:
+            name = chosen[0]
+            return head.ah_heads[name](*args, **kwargs) if name else head.base_head(*args, **kwargs)
+        out = head.base_head(*args, **kwargs)
+        for name in sorted({n for n in chosen if n}):
+            rows = _expand(torch.tensor([i for i, n in enumerate(chosen) if n == name]), rep).to(x.device)
+            sub = head.ah_heads[name](x.index_select(0, rows), *args[1:], **kwargs)
+            out = out.index_copy(0, rows, sub)
+        return out
+
+    def _repeats(self, batch: int) -> int:
+        if batch % self.rows:
+            raise CompositionError(f"adapter_names has {self.rows} entries but the batch has {batch} rows")
+        return batch // self.rows
+
+
+class LoRABank:
+    """A site's LoRA adapters stacked for gathering; ``key`` says which tensor versions it holds."""
+
+    def __init__(self, key: tuple, names: tuple[str, ...], A: torch.Tensor, B: torch.Tensor):
+        self.key, self.names, self.A, self.B = key, names, A, B
+
+
+def lora_bank(site) -> LoRABank | None:
+    layers = {n: a for n, a in site.ah_adapters.items() if isinstance(a, LoRALayer) and n not in site._ah_merged}
+    if not layers:
+        return None
+    key = tuple(
+        (n, a.lora_A.weight._version, a.lora_B.weight._version, id(a.lora_A.weight), a.scaling) for n, a in layers.items()
+    )
+    trainable = torch.is_grad_enabled() and any(a.lora_B.weight.requires_grad or a.lora_A.weight.requires_grad
+                                                 for a in layers.values())
+    cached = site.__dict__.get("_ah_bank")
+    if cached is not None and cached.key == key and not trainable:
+        return cached
+    bank = _build_bank(key, layers)
+    if not trainable:
+        site.__dict__["_ah_bank"] = bank
+    return bank
+
+
+def _build_bank(key: tuple, layers: dict[str, LoRALayer]) -> LoRABank:
+    first = next(iter(layers.values())).lora_A.weight
+    r_max = max(a.r for a in layers.values())
+    in_f, out_f = first.shape[1], next(iter(layers.values())).lora_B.weight.shape[0]
+    A = first.new_zeros(len(layers) + 1, r_max, in_f)
+    B = first.new_zeros(len(layers) + 1, out_f, r_max)
+    As, Bs = [A[:1]], [B[:1]]
+    for a in layers.values():
+        As.append(torch.nn.functional.pad(a.lora_A.weight, (0, 0, 0, r_max - a.r)).unsqueeze(0))
+        Bs.append(torch.nn.functional.pad(a.lora_B.weight * a.scaling, (0, r_max - a.r)).unsqueeze(0))
+    return LoRABank(key, tuple(layers), torch.cat(As), torch.cat(Bs))
+
+
+def resolve_entry(model: AdapterModel, row: int, entry, merged: set[str]) -> Entry:
+    """An adapter name, a registered composition name, a block, or None; checked for per-row use."""
+    if entry is None:
+        return None
+    if isinstance(entry, str) and entry not in model._ah_configs:
+        if entry not in model._ah_compositions:
+            known = ", ".join(sorted([*model._ah_configs, *model._ah_compositions])) or "none"
+            raise AdapterNotFoundError(
+                f"adapter_names[{row}]: no adapter or composition named {entry!r} on this model (loaded: {known})"
+            )
+        entry = model._ah_compositions[entry]
+    if not isinstance(entry, (str, Block)):
+        raise CompositionError(f"adapter_names[{row}] must be an adapter name, a composition or None, got {entry!r}")
+    model._check_composition(entry)
+    for leaf in leaves_of(entry):
+        method = model._ah_configs[leaf].method
+        if method not in ROW_METHODS:
+            raise CompositionError(
+                f"adapter_names[{row}]: {method} adapter {leaf!r} cannot be mixed per row (supported: {', '.join(ROW_METHODS)})"
+            )
+        if leaf in merged:
+            raise CompositionError(f"adapter_names[{row}]: adapter {leaf!r} is merged into the base; unmerge() first")
+    return entry
+
+
+@contextlib.contextmanager
+def row_plan(model: AdapterModel, names: Sequence[str | Block | None], batch: int | None):
+    """Install the plan for one call and always remove it again."""
+    if isinstance(names, (str, Block)) or not isinstance(names, Sequence):
+        raise CompositionError(f"adapter_names must be a list with one entry per row, got {type(names).__name__}")
+    if batch is not None and len(names) != batch:
+        raise CompositionError(f"adapter_names has {len(names)} entries but the batch has {batch} rows")
+    plan = RowPlan(model, names)
+    state = model._ah_state
+    previous = state.row_plan
+    state.row_plan = plan
+    try:
+        yield plan
+    finally:
+        state.row_plan = previous
+
+
+def _expand(rows: torch.Tensor, rep: int) -> torch.Tensor:
+    if rep == 1:
+        return rows
+    return (rows[:, None] * rep + torch.arange(rep)).reshape(-1)
