@@ -12,9 +12,11 @@ from adapterhub.cli.cache import cache
 from adapterhub.cli.demo import demo
 from adapterhub.cli.errors import HubGroup
 from adapterhub.cli.evaluate import evaluate
+from adapterhub.cli.rollout import rollout
 from adapterhub.cli.seed import seed
 from adapterhub.cli.server import serve, up
 from adapterhub.cli.train import train
+from adapterhub.cli.ui import ui
 
 EPILOG = """\b
 Examples:
@@ -42,6 +44,6 @@ def cli(url: str | None) -> None:
     """adapterhub: push, find, pull and serve parameter-efficient adapters."""
 
 
-COMMANDS = [up, demo, seed, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, cache, train, evaluate]
+COMMANDS = [up, demo, seed, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, rollout, cache, train, evaluate, ui]
 for command in COMMANDS:
     cli.add_command(command)

@@ -39,6 +39,9 @@ def fill_model_facts(model, config: AdapterConfig, method) -> None:
             module.fill_defaults(config, arch_spec(model_type))
         except InvalidAdapterError:
             module.fill_defaults(config, None)
+    if config.task_type is None and model.can_generate():
+        # PEFT needs the task type to apply prompt/prefix adapters; a causal LM's is unambiguous
+        config.task_type = "CAUSAL_LM"
     if config.task_type == "SEQ_CLS" and config.modules_to_save is None:
         config.modules_to_save = [n for n in ("classifier", "score") if hasattr(model, n)] or None
     if config.base_model_name_or_path is None:

@@ -18,7 +18,17 @@ from adapterhub.registry.server.auth import ADMIN_USER, FailureLimiter, new_toke
 from adapterhub.registry.server.blobstore import open_blobstore
 from adapterhub.registry.server.errors import install_handlers
 from adapterhub.registry.server.models import Token, User
-from adapterhub.registry.server.routes import adapters, aliases, auth, blobs, evaluations, hf, versions
+from adapterhub.registry.server.rollouts import RolloutCache
+from adapterhub.registry.server.routes import (
+    adapters,
+    aliases,
+    auth,
+    blobs,
+    evaluations,
+    hf,
+    rollouts,
+    versions,
+)
 from adapterhub.registry.server.settings import Settings
 
 log = logging.getLogger("adapterhub.registry")
@@ -62,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="adapterhub registry",
         version="1",
-        description="Versions, aliases, blobs and evaluations of adapters; plus the Hugging Face Hub protocol.",
+        description="Versions, aliases, rollouts, blobs and evaluations of adapters; plus the Hugging Face Hub protocol.",
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
@@ -71,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings, app.state.engine, app.state.store = settings, engine, store
     app.state.write_engine = db.writer(engine)
     app.state.limiter = FailureLimiter(settings.auth_fail_limit, settings.auth_fail_window_s)
+    app.state.rollout_cache = RolloutCache(settings.rollout_cache_ttl_s)
     app.state.generated_admin_token, app.state.swept_temp_files = generated, swept
     install_handlers(app)
 
@@ -78,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict:
         return {"status": "ok"}
 
-    for module in (auth, adapters, blobs, versions, aliases, evaluations):
+    for module in (auth, adapters, blobs, versions, aliases, evaluations, rollouts):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(hf.api)
     app.include_router(hf.router)

@@ -1,4 +1,4 @@
-"""FastAPI dependencies: the database session, the caller, the blob store, the settings."""
+"""FastAPI dependencies: the database session, the caller, the blob store, the settings, the rollout cache."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlmodel import Session
 from adapterhub.registry.server.auth import FailureLimiter, Principal, authenticate
 from adapterhub.registry.server.blobstore import BlobStore
 from adapterhub.registry.server.errors import ApiError
+from adapterhub.registry.server.rollouts import RolloutCache
 from adapterhub.registry.server.settings import Settings
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -82,9 +83,14 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_rollout_cache(request: Request) -> RolloutCache:
+    return request.app.state.rollout_cache
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 HfPrincipalDep = Annotated[Principal, Depends(get_hf_principal)]
 CurrentUser = Annotated[Principal, Depends(require_user)]
 StoreDep = Annotated[BlobStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+RolloutCacheDep = Annotated[RolloutCache, Depends(get_rollout_cache)]

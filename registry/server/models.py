@@ -145,3 +145,44 @@ class AuditLog(SQLModel, table=True):
     namespace: str = Field(default="", max_length=96)
     adapter_id: int | None = Field(default=None, index=True)
     details: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Rollout(SQLModel, table=True):
+    """An alias moving from ``stable_version_id`` to ``canary_version_id`` by weight (0-100 % canary).
+
+    ``state``: active | paused (split held, no automatic step-up) | promoted | rolled_back.
+    ``step_started_at`` and ``step_base_requests`` (canary requests when the step began) say how
+    long and on how much traffic the current weight has run, for the schedule's step-up rule.
+    """
+
+    __tablename__ = "rollouts"
+    id: int | None = Field(default=None, primary_key=True)
+    adapter_id: int = Field(foreign_key="adapter.id", index=True)
+    alias: str = Field(max_length=64, index=True)
+    stable_version_id: int = Field(foreign_key="version.id")
+    canary_version_id: int = Field(foreign_key="version.id")
+    weight: float = 0.0
+    state: str = Field(default="active", max_length=16, index=True)
+    schedule: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    thresholds: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    reason: str = ""
+    step_started_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    step_base_requests: int = Field(default=0, sa_type=BigInteger)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    created_by: str = Field(max_length=96)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_by: str = Field(default="", max_length=96)
+
+
+class RolloutOutcome(SQLModel, table=True):
+    """Aggregated counters of one arm of a rollout; only ever incremented (``col = col + n``)."""
+
+    __tablename__ = "rollout_outcomes"
+    rollout_id: int = Field(foreign_key="rollouts.id", primary_key=True)
+    arm: str = Field(max_length=8, primary_key=True)
+    requests: int = Field(default=0, sa_type=BigInteger)
+    errors: int = Field(default=0, sa_type=BigInteger)
+    latency_sum: float = 0.0
+    latency_sq_sum: float = 0.0
+    quality_sum: float = 0.0
+    quality_n: int = Field(default=0, sa_type=BigInteger)

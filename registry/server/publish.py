@@ -21,6 +21,7 @@ from adapterhub.registry.server.blobstore import BlobStore
 from adapterhub.registry.server.crud import audit, lock_adapter, refresh_latest, set_alias
 from adapterhub.registry.server.errors import ApiError
 from adapterhub.registry.server.models import Adapter, Blob, DownloadCount, File, Namespace, Version
+from adapterhub.registry.server.rollouts import guard_alias
 from adapterhub.registry.server.schemas import FileEntry, VersionCreate
 
 JSON_FILES = {"adapter_config.json": "config", "adapterhub.json": "card"}
@@ -101,6 +102,8 @@ def publish(session: Session, store: BlobStore, actor: str, ns: Namespace, adapt
     try:
         adapter = lock_adapter(session, adapter.id)
         _raise_if_exists(session, adapter, body.version)
+        if body.alias:
+            guard_alias(session, adapter.id, body.alias)
         v = Version(adapter_id=adapter.id, version=body.version,
                     commit=manifest_commit(ns.name, adapter.name, body.version, body.files),
                     created_by=actor, size=sum(f.size for f in body.files), **parsed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 Scope = Literal["read", "write", "admin"]
 
@@ -189,3 +189,105 @@ class AuditEntry(BaseModel):
     actor: str
     action: str
     details: dict
+
+
+Arm = Literal["stable", "canary"]
+RolloutState = Literal["active", "paused", "promoted", "rolled_back"]
+
+
+class RolloutSchedule(BaseModel):
+    """Automatic step-up: to the next of ``steps`` once a step has lasted ``min_duration_s`` and the
+    canary served ``min_requests`` in it; the step that reaches 100 promotes."""
+
+    steps: list[float] = Field(examples=[[5, 25, 50, 100]])
+    min_duration_s: float = Field(default=600.0, ge=0)
+    min_requests: int = Field(default=100, ge=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[float]) -> list[float]:
+        if not steps or any(not 0 < s <= 100 for s in steps) or any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            raise ValueError(f"steps must be strictly increasing weights in (0, 100], got {steps}")
+        return steps
+
+
+class RolloutThresholds(BaseModel):
+    """When to roll back: errors (one-sided two-proportion z-test), latency and quality regressions,
+    each only once both arms have ``min_requests`` (quality: scored requests)."""
+
+    p_value: float = Field(default=0.01, gt=0, lt=0.5)
+    min_requests: int = Field(default=100, ge=1)
+    latency_tolerance: float = Field(default=0.2, ge=0)
+    quality_tolerance: float = Field(default=0.05, ge=0)
+
+
+class RolloutCreate(BaseModel):
+    alias: str = Field(examples=["prod"])
+    canary_version: str = Field(examples=["1.1.0"])
+    weight: float = Field(ge=0, le=100, examples=[10])
+    schedule: RolloutSchedule | None = None
+    thresholds: RolloutThresholds = Field(default_factory=RolloutThresholds)
+
+
+class RolloutStep(BaseModel):
+    weight: float = Field(ge=0, le=100, examples=[50])
+
+
+class RolloutNote(BaseModel):
+    reason: str = Field(default="", max_length=500)
+
+
+class OutcomeBatch(BaseModel):
+    """Counters of one arm over a batch of requests (latencies in seconds; quality higher is better)."""
+
+    arm: Arm
+    requests: int = Field(ge=0)
+    errors: int = Field(default=0, ge=0)
+    latency_sum: float = Field(default=0.0, ge=0)
+    latency_sq_sum: float = Field(default=0.0, ge=0)
+    quality_sum: float = 0.0
+    quality_n: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OutcomeBatch:
+        if self.errors > self.requests:
+            raise ValueError(f"errors ({self.errors}) exceed requests ({self.requests})")
+        if self.quality_n > self.requests:
+            raise ValueError(f"quality_n ({self.quality_n}) exceeds requests ({self.requests})")
+        return self
+
+
+class OutcomeReport(BaseModel):
+    rollout_id: int | None = Field(default=None, description="refuse the report if another rollout is current")
+    batches: list[OutcomeBatch] = Field(min_length=1, max_length=100)
+
+
+class ArmOut(BaseModel):
+    version: str
+    requests: int
+    errors: int
+    error_rate: float | None
+    latency_mean: float | None
+    latency_std: float | None
+    quality_mean: float | None
+    quality_n: int
+
+
+class RolloutOut(BaseModel):
+    id: int
+    alias: str
+    stable_version: str
+    canary_version: str
+    weight: float
+    state: RolloutState
+    next_step: float | None
+    schedule: dict
+    thresholds: dict
+    reason: str
+    error_p_value: float | None
+    step_started_at: datetime
+    created_at: datetime
+    created_by: str
+    updated_at: datetime
+    updated_by: str
+    arms: dict[str, ArmOut]

@@ -42,6 +42,7 @@ class Settings:
     auth_fail_window_s: float = 60.0
     s3_endpoint_url: str | None = None
     s3_presign: bool = False
+    rollout_cache_ttl_s: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +60,7 @@ class Settings:
             auth_fail_window_s=float(env.get("ADAPTERHUB_AUTH_FAIL_WINDOW") or 60.0),
             s3_endpoint_url=env.get("ADAPTERHUB_S3_ENDPOINT_URL") or None,
             s3_presign=(env.get("ADAPTERHUB_S3_PRESIGN") or "").lower() in ("1", "true", "yes"),
+            rollout_cache_ttl_s=float(env.get("ADAPTERHUB_ROLLOUT_CACHE_TTL") or 1.0),
         )
 
     def __post_init__(self) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from sqlmodel import select
 
-from adapterhub.registry.reference import check_name
+from adapterhub.registry.reference import SEMVER_RE, check_name
 from adapterhub.registry.server.auth import aware
+from adapterhub.registry.server.canary import arm_for
 from adapterhub.registry.server.crud import audit, get_adapter, require, resolve_revision, summaries
-from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep
+from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, RolloutCacheDep, SessionDep
 from adapterhub.registry.server.errors import ApiError, not_found
 from adapterhub.registry.server.models import Adapter, AuditLog, Namespace
 from adapterhub.registry.server.schemas import (
@@ -89,15 +90,30 @@ def update_adapter(ns: str, name: str, body: AdapterUpdate, session: SessionDep,
 
 
 @router.get("/{ns}/{name}/resolve", response_model=ResolveOut)
-def resolve(ns: str, name: str, session: SessionDep, principal: PrincipalDep, ref: str = "",
-            key: str | None = None) -> ResolveOut:
-    """``ref`` is ``""`` (stable, else newest), ``@1.2.0`` or ``:alias``; ``key`` is for canary stickiness."""
+def resolve(ns: str, name: str, session: SessionDep, principal: PrincipalDep, cache: RolloutCacheDep,
+            ref: str = "", key: str | None = None) -> ResolveOut:
+    """``ref`` is ``""`` (stable, else newest), ``@1.2.0`` or ``:alias``; on an alias with an open
+    rollout, ``key`` picks the sticky arm (no key: stable)."""
     _nsrow, adapter = get_adapter(session, principal, ns, name)
     rev = ref[1:] if ref[:1] in ("@", ":") else ref
     if ref.startswith("@") and not rev:
         raise ApiError(422, "InvalidName", "empty version after '@'")
+    alias = _alias_of(ref, rev)
+    live = cache.get(session, adapter.id, alias) if alias else None
+    if live is not None:
+        arm = arm_for(live.id, live.weight, key)
+        version, commit = ((live.canary_version, live.canary_commit) if arm == "canary"
+                           else (live.stable_version, live.stable_commit))
+        return ResolveOut(namespace=ns, name=name, version=version, commit=commit, arm=arm, rollout_id=live.id)
     v = resolve_revision(session, adapter, rev)
     return ResolveOut(namespace=ns, name=name, version=v.version, commit=v.commit)
+
+
+def _alias_of(ref: str, rev: str) -> str | None:
+    """The alias a ``ref`` names (``""``/``main`` name ``stable``), or None for a version or commit."""
+    if ref.startswith("@") or SEMVER_RE.match(rev) or (len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)):
+        return None
+    return "stable" if rev in ("", "main") else rev
 
 
 @router.get("/{ns}/{name}/audit", response_model=list[AuditEntry])

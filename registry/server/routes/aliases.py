@@ -1,4 +1,6 @@
-"""Aliases: list, set/move, delete, and the history ("which version was stable at time T")."""
+"""Aliases: list, set/move, delete, and the history ("which version was stable at time T").
+
+An alias held by an open rollout moves only through the rollout (promote or roll back first)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from adapterhub.registry.server.crud import (
 )
 from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep
 from adapterhub.registry.server.models import Alias, Version
+from adapterhub.registry.server.rollouts import guard_alias
 from adapterhub.registry.server.schemas import AliasHistoryEntry, AliasOut, AliasSet
 
 router = APIRouter(prefix="/adapters/{ns}/{name}/aliases", tags=["aliases"])
@@ -39,6 +42,7 @@ def put_alias(ns: str, name: str, alias: str, body: AliasSet, session: SessionDe
     nsrow, adapter = get_adapter(session, principal, ns, name)
     require(principal, "write", nsrow)
     adapter = lock_adapter(session, adapter.id)
+    guard_alias(session, adapter.id, alias)
     set_alias(session, principal.name, nsrow, adapter, alias, get_version(session, adapter, body.version))
     session.commit()
     return AliasOut(alias=alias, version=body.version)
@@ -49,6 +53,7 @@ def remove_alias(ns: str, name: str, alias: str, session: SessionDep, principal:
     nsrow, adapter = get_adapter(session, principal, ns, name)
     require(principal, "write", nsrow)
     adapter = lock_adapter(session, adapter.id)
+    guard_alias(session, adapter.id, alias)
     delete_alias(session, principal.name, nsrow, adapter, alias)
     session.commit()
     return Response(status_code=204)
