@@ -95,8 +95,21 @@ def seed_step(url: str, token: str, first_start: bool) -> subprocess.Popen | Non
 
 
 def ui_step(url: str, token: str, first_start: bool) -> subprocess.Popen | None:
-    """Hook: start the Streamlit UI (adapterhub.web) against ``url`` and return its process."""
-    return None
+    """Start the Streamlit UI (adapterhub.web) against ``url`` on ADAPTERHUB_UI_PORT (default 8501,
+    else a free port when that one is taken); ``ADAPTERHUB_UI=0`` skips it."""
+    if os.environ.get("ADAPTERHUB_UI", "1").lower() in ("0", "false", "no", "off"):
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("streamlit") is None:
+        note("the UI needs streamlit (pip install streamlit); running without it")
+        return None
+    from adapterhub.cli.ui import pick_port, start_ui
+
+    port = pick_port(int(os.environ.get("ADAPTERHUB_UI_PORT", "8501")))
+    proc = start_ui(url, "127.0.0.1", port)
+    click.echo(f"UI: http://127.0.0.1:{port}", err=True)
+    return proc
 
 
 # run in order once the registry answers; a step that starts a service returns its process

@@ -49,6 +49,8 @@ def ui_command(host: str, port: int) -> list[str]:
 def start_ui(registry: str, host: str = "127.0.0.1", port: int = 8501, env: dict | None = None) -> subprocess.Popen:
     """Start ``streamlit run`` as a child process pointed at ``registry``."""
     child_env = {**(env or os.environ), "ADAPTERHUB_URL": registry}
+    if host not in ("127.0.0.1", "localhost", "::1"):  # others can reach it: sessions start anonymous
+        child_env["ADAPTERHUB_UI_SHARED"] = "1"
     return subprocess.Popen(ui_command(host, port), env=child_env)
 
 

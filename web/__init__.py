@@ -1,1 +1,6 @@
-"""web face of adapterhub."""
+"""The web face of adapterhub: a Streamlit app over ``adapterhub.registry.client`` and ``adapterhub.compose``.
+
+``app.py`` is the entry script (``adapterhub ui`` runs it), ``pages/`` holds one thin script per page,
+``state.py`` the session, the cached client and reads and the error boundary, ``views.py`` pure
+shaping of registry answers, ``engine.py`` the calls into the engine (playground, evaluation).
+"""

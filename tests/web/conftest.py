@@ -1,0 +1,117 @@
+"""A live registry with pushed synthetic adapters, and a tiny classifier base with a trained adapter.
+
+Shared by the AppTest page tests and the browser test (module scope keeps the UI suite quick).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from adapterhub.registry.client import Hub
+from tests.client.support import live_registry, make_adapter
+from tests.helpers.tiny import build
+
+WORDS = ["the", "film", "was", "a", "plot", "story", "really", "quite", "and", "it", "music", "good", "bad"]
+README = """# Alpha adapter
+
+A **synthetic** adapter for the UI tests.
+
+<script>window.pwned = true</script><b id="raw-html">raw html</b>
+"""
+
+
+@dataclass
+class Hubdata:
+    url: str
+    token: str
+    base: Path  # a tiny BERT classifier folder with its tokenizer
+    lm_base: Path  # a tiny LLaMA causal LM folder with the same tokenizer
+    data: Path  # JSONL with text,label (labels neg/pos)
+    home: Path
+
+
+def word_tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]")
+
+
+def reviews(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        positive = rng.random() < 0.5
+        words = rng.sample(WORDS[:-2], 4) + ["good" if positive else "bad"]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": "pos" if positive else "neg"})
+    return rows
+
+
+def _tiny_classifier(root: Path) -> tuple[Path, Path, Path]:
+    """A tiny random BERT saved with a word tokenizer, and a LoRA trained on it for a few steps."""
+    from adapterhub.compose.training import train
+
+    base = root / "tiny-bert"
+    build("bert-seqcls").save_pretrained(base)
+    word_tokenizer().save_pretrained(base)
+    data = root / "reviews.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in reviews(48, seed=0)))
+    out = root / "tiny-sent"
+    train(base, data, "lora", out, progress=False, device="cpu", steps=40, lr=3e-2, batch_size=16, r=4, alpha=8)
+    return base, data, out
+
+
+def _tiny_lm(root: Path) -> tuple[Path, Path]:
+    """A tiny random LLaMA over the word vocabulary, and a LoRA trained on it for a few steps."""
+    from adapterhub.compose.training import train
+
+    base = root / "tiny-llama"
+    tokenizer = word_tokenizer()
+    build("llama-causal", vocab_size=len(tokenizer)).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    data = root / "lm.jsonl"
+    data.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in reviews(16, seed=2)))
+    out = root / "tiny-lm"
+    train(base, data, "lora", out, progress=False, device="cpu", steps=8, lr=3e-2, batch_size=8, r=4, alpha=8)
+    return base, out
+
+
+@pytest.fixture(scope="session")
+def hubdata(tmp_path_factory) -> Hubdata:
+    root = tmp_path_factory.mktemp("web")
+    base, data, tiny = _tiny_classifier(root)
+    lm_base, tiny_lm = _tiny_lm(root)
+    with live_registry(root / "registry", namespaces=("acme", "other")) as srv:
+        hub = Hub(srv.url, srv.admin_token, cache_dir=root / "cache", progress=False)
+        alpha1 = make_adapter(root / "alpha1", seed=1)
+        (alpha1 / "README.md").write_text(README)
+        hub.push(alpha1, "acme/alpha", version="1.0.0", alias="stable")
+        alpha2 = make_adapter(root / "alpha2", seed=2, extra_bytes=2048)
+        cfg = json.loads((alpha2 / "adapter_config.json").read_text())
+        (alpha2 / "adapter_config.json").write_text(json.dumps({**cfg, "r": 8, "lora_alpha": 16}))
+        (alpha2 / "README.md").write_text(README)
+        hub.push(alpha2, "acme/alpha", version="1.1.0")
+        hub.post_eval("acme/alpha@1.0.0", "reviews:test", "0" * 64, {"accuracy": 0.81, "macro_f1": 0.8})
+        hub.post_eval("acme/alpha@1.1.0", "reviews:test", "0" * 64, {"accuracy": 0.9, "macro_f1": 0.88})
+        hub.set_alias("acme/alpha", "stable", "1.1.0")
+        hub.push(make_adapter(root / "beta", seed=3, base_model="other/base"), "other/beta", version="0.1.0")
+        hub.push(tiny, "acme/tiny-sent", version="1.0.0", alias="stable")
+        hub.push(tiny_lm, "acme/tiny-lm", version="1.0.0")
+        hub.push(make_adapter(root / "roll1", seed=4), "other/roll", version="1.0.0", alias="prod")
+        hub.push(make_adapter(root / "roll2", seed=5), "other/roll", version="1.1.0")
+        rollout = hub.rollout_start("other/roll", "prod", "1.1.0", 10)
+        hub.report_outcomes("other/roll:prod", [
+            {"arm": "stable", "requests": 90, "errors": 2, "latency_sum": 9.0, "latency_sq_sum": 1.0},
+            {"arm": "canary", "requests": 10, "errors": 0, "latency_sum": 0.8, "latency_sq_sum": 0.07}],
+            rollout_id=rollout["id"])
+        hub.close()
+        yield Hubdata(srv.url, srv.admin_token, base, lm_base, data, root)

@@ -1,0 +1,69 @@
+"""The pure view helpers: sizes, headline metrics, metric history, alias moves, config diffs."""
+
+from __future__ import annotations
+
+from adapterhub.web import views
+
+
+def test_human_size_picks_the_unit():
+    assert [views.human_size(n) for n in (None, 0, 1023, 1536, 5 * 1024**2)] == ["-", "0 B", "1023 B", "1.5 KiB",
+                                                                                "5.0 MiB"]
+
+
+def test_best_metric_prefers_accuracy_then_falls_back_to_any_number():
+    assert views.best_metric({"macro_f1": 0.5, "accuracy": 0.91234}) == "accuracy 0.9123"
+    assert views.best_metric({"bleu": 12.0, "note": "x"}) == "bleu 12"
+    assert views.best_metric({}) == "-"
+
+
+def test_version_metrics_take_evaluations_over_the_card_newest_last():
+    version = {"version": "1.0.0", "card": {"metrics": {"accuracy": 0.5, "loss": 1.0}},
+               "evaluations": [{"created_at": "2026-01-02", "metrics": {"accuracy": 0.7}},
+                               {"created_at": "2026-01-01", "metrics": {"accuracy": 0.6}}]}
+    assert views.version_metrics(version) == {"accuracy": 0.7, "loss": 1.0}
+
+
+def test_metrics_over_versions_runs_oldest_to_newest():
+    versions = [{"version": "1.1.0", "evaluations": [{"metrics": {"accuracy": 0.9}}]},
+                {"version": "1.0.0", "evaluations": [{"metrics": {"accuracy": 0.8}}]}]
+    frame = views.metrics_over_versions(versions)
+    assert list(frame.index) == ["1.0.0", "1.1.0"] and list(frame["accuracy"]) == [0.8, 0.9]
+
+
+def test_alias_moves_keep_only_alias_actions_newest_first():
+    audit = [{"id": 1, "at": "2026-01-01T00:00:00", "actor": "a", "action": "version.publish", "details": {}},
+             {"id": 2, "at": "2026-01-01T00:00:00", "actor": "a", "action": "alias.set",
+              "details": {"alias": "stable", "version": "1.0.0", "previous": None}},
+             {"id": 3, "at": "2026-01-01T00:00:00", "actor": "b", "action": "alias.set",
+              "details": {"alias": "stable", "version": "1.1.0", "previous": "1.0.0"}},
+             {"id": 4, "at": "2026-01-02T00:00:00", "actor": "b", "action": "alias.delete",
+              "details": {"alias": "canary", "previous": "1.1.0"}}]
+    moves = views.alias_moves(audit)
+    assert moves[["alias", "from", "to"]].values.tolist() == [["canary", "1.1.0", "(deleted)"],
+                                                             ["stable", "1.0.0", "1.1.0"], ["stable", "-", "1.0.0"]]
+
+
+def test_config_diff_flattens_nested_keys_and_marks_missing_ones():
+    diff = views.config_diff({"r": 4, "x": {"y": 1}, "same": "s"}, {"r": 8, "x": {"y": 1, "z": [1]}, "same": "s"})
+    assert diff.values.tolist() == [["r", "4", "8"], ["x.z", "-", "[1]"]]
+
+
+def test_snippets_name_the_exact_version_and_the_endpoint():
+    code = views.snippets("http://hub:8000", "acme/a", "1.2.0", {"base_model": "org/base"})
+    assert code["CLI"][1].endswith("adapterhub pull acme/a@1.2.0")
+    assert "os.environ['HF_ENDPOINT'] = 'http://hub:8000'" in code["PEFT via HF_ENDPOINT"][1]
+    assert "AutoModel.from_pretrained('org/base')" in code["PEFT via HF_ENDPOINT"][1]
+
+
+def test_base_choices_preselect_the_adapters_catalogue_base_else_a_local_folder():
+    assert views.base_choices("minilm-l6", ["smollm2-135m", "minilm-l6"], "local") == (
+        ["smollm2-135m", "minilm-l6", "local"], 1)
+    assert views.base_choices("tiny/base", ["smollm2-135m", "minilm-l6"], "local")[1] == 2
+
+
+def test_the_cards_held_out_set_is_preselected():
+    names = ["20ng:test", "bbc-news:test", "upload"]
+    assert views.card_dataset_index({"data": {"test": {"source": "bbc-news:test"}}}, names) == 1
+    assert views.card_dataset_index({"data": {"eval": {"name": "bbc-news:test"}}}, names) == 1
+    assert views.card_dataset_index({"data": {"eval": {"name": "/tmp/x.jsonl"}}}, names) == 0
+    assert views.card_dataset_index({}, names) == 0

@@ -1,0 +1,1 @@
+"""Streamlit pages, one per file; each is a thin script over ``adapterhub.web.state/views/engine``."""

@@ -1,0 +1,90 @@
+"""Adapter: card and README (Markdown, never raw HTML), versions, aliases, files, config, metrics
+over versions, usage snippets, and the audit trail of alias moves."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from adapterhub.web import state, views
+
+
+def header(ref: str, summary: dict, aliases: dict) -> None:
+    st.title(ref)
+    if summary.get("description"):
+        st.markdown(summary["description"])
+    facts = views.card_facts(summary)
+    best = facts.pop("best metric")
+    facts.update([best.split(" ", 1)] if best != "-" else [("best metric", "-")])
+    cols = st.columns(len(facts))
+    for col, (name, value) in zip(cols, facts.items(), strict=True):
+        col.metric(name, value)
+    tags = ", ".join(summary.get("tags") or []) or "-"
+    st.caption(f"task: {summary.get('task') or '-'} · tags: {tags} · license: {summary.get('license') or '-'}")
+    if aliases:
+        st.markdown("Aliases: " + " · ".join(f"`{a}` → `{v}`" for a, v in sorted(aliases.items())))
+
+
+def overview(ref: str, versions: list[dict], version: dict) -> None:
+    st.subheader("Versions")
+    st.dataframe(views.versions_table(versions), hide_index=True, width="stretch")
+    metrics = views.metrics_over_versions(versions)
+    st.subheader("Metrics over versions")
+    if metrics.empty:
+        st.info("No metrics recorded yet: evaluate a version on the Evaluate page.")
+    else:
+        st.line_chart(metrics)
+        evaluations = views.evaluations_table(versions)
+        if not evaluations.empty:
+            st.dataframe(evaluations, hide_index=True, width="stretch")
+    readme = next((f for f in version.get("files", []) if f["path"].lower() == "readme.md"), None)
+    st.subheader("Card")
+    if readme:
+        st.markdown(state.file_text(ref, version["version"], readme["path"]), unsafe_allow_html=False)
+    elif version.get("card"):
+        st.json(version["card"], expanded=False)
+    else:
+        st.caption("This version has no README.md and no adapterhub.json.")
+
+
+def details(version: dict) -> None:
+    st.subheader(f"Files of {version['version']}")
+    st.dataframe(views.files_table(version), hide_index=True, width="stretch")
+    left, right = st.columns(2)
+    left.markdown("**adapter_config.json**")
+    left.json(version.get("config") or {})
+    right.markdown("**adapterhub.json**")
+    right.json(version.get("card") or {}, expanded=False)
+
+
+def usage(ref: str, version: dict, summary: dict) -> None:
+    for title, (language, code) in views.snippets(state.url(), ref, version["version"], summary).items():
+        st.markdown(f"**{title}**")
+        st.code(code, language=language)
+
+
+with state.errors_shown():
+    ref = state.ref_input()
+    if not ref:
+        st.info("Type a reference such as `acme/sentiment`, or open one from Browse.")
+        st.stop()
+    summary, versions, aliases = state.summary(ref), state.versions(ref), state.aliases(ref)
+    header(ref, summary, aliases)
+    if not versions:
+        st.info("No version pushed yet.")
+        st.stop()
+    labels = [v["version"] + (" (yanked)" if v.get("yanked") else "") for v in versions]
+    picked = st.selectbox("Version", range(len(versions)), format_func=labels.__getitem__)
+    version = versions[picked]
+    tabs = st.tabs(["Overview", "Files & config", "Use it", "Alias history"])
+    with tabs[0]:
+        overview(ref, versions, version)
+    with tabs[1]:
+        details(version)
+    with tabs[2]:
+        usage(ref, version, summary)
+    with tabs[3]:
+        moves = views.alias_moves(state.audit(ref))
+        if moves.empty:
+            st.caption("No alias has moved yet.")
+        else:
+            st.dataframe(moves, hide_index=True, width="stretch")
