@@ -9,24 +9,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
 from adapterhub.cli.main import cli
 from adapterhub.cli.train import METHOD_NAMES
+from tests.helpers import tiny
 from tests.helpers.tiny import build
 
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 FILLER = ["the", "film", "was", "a", "movie", "plot", "actor", "story", "really", "quite", "very", "and", "it",
           "long", "short", "music"]
 
 
-def word_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(SPECIALS + FILLER + ["good", "bad"])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-                                   sep_token="[SEP]")
+def word_tokenizer():
+    return tiny.word_tokenizer(FILLER + ["good", "bad"])
 
 
 def reviews(n: int, seed: int) -> list[dict]:

@@ -55,3 +55,15 @@ def batch(seed: int = 1, rows: int = 3, length: int = 9):
 
 
 ARCHS = ("llama-causal", "llama-seqcls", "gpt2", "bert-seqcls")
+
+
+def word_tokenizer(words: list[str]):
+    """A whitespace word-level tokenizer over ``words`` (plus BERT's special tokens), built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *words])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                   sep_token="[SEP]")

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
 from adapterhub.registry.client import Hub
 from tests.client.support import live_registry, make_adapter
+from tests.helpers import tiny
 from tests.helpers.tiny import build
 
 WORDS = ["the", "film", "was", "a", "plot", "story", "really", "quite", "and", "it", "music", "good", "bad"]
@@ -37,12 +36,8 @@ class Hubdata:
     home: Path
 
 
-def word_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-                                   sep_token="[SEP]")
+def word_tokenizer():
+    return tiny.word_tokenizer(WORDS)
 
 
 def reviews(n: int, seed: int) -> list[dict]:
