@@ -14,6 +14,7 @@ from adapterhub.cli.errors import HubGroup
 from adapterhub.cli.evaluate import evaluate
 from adapterhub.cli.rollout import rollout
 from adapterhub.cli.seed import seed
+from adapterhub.cli.serve_model import serve_model
 from adapterhub.cli.server import serve, up
 from adapterhub.cli.train import train
 from adapterhub.cli.ui import ui
@@ -44,6 +45,6 @@ def cli(url: str | None) -> None:
     """adapterhub: push, find, pull and serve parameter-efficient adapters."""
 
 
-COMMANDS = [up, demo, seed, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, rollout, cache, train, evaluate, ui]
+COMMANDS = [up, demo, seed, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, rollout, serve_model, cache, train, evaluate, ui]
 for command in COMMANDS:
     cli.add_command(command)
