@@ -42,6 +42,7 @@ _LAZY = {
     "Average": "adapterhub.compose.composition",
     "Route": "adapterhub.compose.composition",
     "Hub": "adapterhub.registry.client",
+    "AdapterServer": "adapterhub.compose.serve",
 }
 
 __all__ = [
