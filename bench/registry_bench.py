@@ -1,7 +1,7 @@
 """Registry benchmarks: pull throughput vs a static file server, search latency, publish latency.
 
-``python -m bench.registry_bench [--quick]`` (or, once registered in ``bench/__main__.py``,
-``python -m bench --only registry``). Every server is a real uvicorn process on 127.0.0.1.
+``python -m bench.registry_bench [--quick] [--only search]`` (or, once registered in
+``bench/__main__.py``, ``python -m bench --only registry``). Every server is a real uvicorn process on 127.0.0.1.
 
 - pull: the same file through ``GET …/files/{path}`` and through ``python -m http.server``,
   interleaved rounds, median MB/s and their ratio (target >= 0.70);
@@ -222,11 +222,16 @@ def print_tables(results: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.registry_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not for comparison")
+    parser.add_argument("--only", action="append", default=[], metavar="PART",
+                        help="run only the parts whose key contains PART (pull, search, search/sqlite, publish); "
+                             "repeatable")
     args = parser.parse_args(argv)
-    results = run(args.quick)
+    results = run(args.quick, (lambda k: any(p in k for p in args.only)) if args.only else (lambda _k: True))
     print_tables(results)
-    path = common.write_results("registry-quick" if args.quick else "registry", {"machine": common.machine_info(),
-                                                                                **results})
+    name = "registry-quick" if args.quick else "registry"
+    if args.only:
+        name += "-" + "-".join(p.replace("/", "_") for p in args.only)
+    path = common.write_results(name, {"machine": common.machine_info(), **results})
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

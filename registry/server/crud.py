@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, select
 
 from adapterhub.registry.reference import SEMVER_RE, check_alias, semver_key
@@ -134,34 +134,52 @@ def version_out(session: Session, v: Version) -> VersionOut:
     )
 
 
-def best_metrics(evals: list[Evaluation]) -> dict:
+def best_metrics(evals: list[Evaluation] | list[dict]) -> dict:
+    """The best (highest) value of each numeric metric over evaluations (rows or their ``metrics``)."""
     best: dict[str, float] = {}
     for e in evals:
-        for k, val in (e.metrics or {}).items():
+        for k, val in ((e if isinstance(e, dict) else e.metrics) or {}).items():
             if isinstance(val, int | float) and (k not in best or val > best[k]):
                 best[k] = val
     return best
 
 
+# Built once (statements are immutable); the id lists bind as one expanding parameter.
+_ALIASES_OF = (
+    select(Alias.adapter_id, Alias.name, Version.version).join(Version, Alias.version_id == Version.id)
+    .where(Alias.adapter_id.in_(bindparam("ids", expanding=True))).order_by(Alias.id)
+)
+_LATEST_METRICS_OF = (
+    select(Version.adapter_id, Evaluation.metrics)
+    .join(Version, Evaluation.version_id == Version.id)
+    .join(Adapter, Adapter.id == Version.adapter_id)
+    .where(Version.adapter_id.in_(bindparam("ids", expanding=True)), Version.version == Adapter.latest_version)
+    .order_by(Evaluation.id)
+)
+
+
+def latest_metrics(session: Session, adapter_ids: list[int]) -> dict[int, list[dict]]:
+    """adapter id -> the ``metrics`` of each evaluation of its latest version, in one query."""
+    out: dict[int, list[dict]] = defaultdict(list)
+    if adapter_ids:
+        for aid, metrics in session.exec(_LATEST_METRICS_OF, params={"ids": adapter_ids}).all():
+            out[aid].append(metrics)
+    return out
+
+
 def summaries(session: Session, rows: list[tuple[Adapter, Namespace]]) -> list[AdapterSummary]:
-    """AdapterSummary for many adapters with two extra queries, not two per adapter."""
+    """AdapterSummary for many adapters with two extra queries, not two per adapter.
+
+    ``rows`` pairs anything with the attributes read below: ORM rows, or the plain column rows
+    that search selects.
+    """
     ids = [a.id for a, _ in rows]
     aliases: dict[int, dict[str, str]] = defaultdict(dict)
-    metrics: dict[int, list[Evaluation]] = defaultdict(list)
+    metrics: dict[int, list[dict]] = defaultdict(list)
     if ids:
-        for al, ver in session.exec(
-            select(Alias, Version.version).join(Version, Alias.version_id == Version.id).where(
-                Alias.adapter_id.in_(ids))
-        ).all():
-            aliases[al.adapter_id][al.name] = ver
-        latest = {a.id: a.latest_version for a, _ in rows if a.latest_version}
-        if latest:
-            for ev, aid, ver in session.exec(
-                select(Evaluation, Version.adapter_id, Version.version).join(
-                    Version, Evaluation.version_id == Version.id).where(Version.adapter_id.in_(list(latest)))
-            ).all():
-                if latest.get(aid) == ver:
-                    metrics[aid].append(ev)
+        for aid, alias, ver in session.exec(_ALIASES_OF, params={"ids": ids}).all():
+            aliases[aid][alias] = ver
+        metrics = latest_metrics(session, [a.id for a, _ in rows if a.latest_version])
     return [
         AdapterSummary(
             namespace=ns.name, name=a.name, description=a.description, task=a.task, method=a.method,

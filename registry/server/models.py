@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -49,9 +49,19 @@ class Namespace(SQLModel, table=True):
 
 
 class Adapter(SQLModel, table=True):
-    """An adapter; ``latest_*`` and ``downloads`` are denormalised for fast search."""
+    """An adapter; ``latest_*`` and ``downloads`` are denormalised for fast search.
 
-    __table_args__ = (UniqueConstraint("namespace_id", "name"),)
+    The ``(filter, created_at, id)`` indexes serve "filter = x, newest first" pages from the index
+    alone: the database reads the first page's rows instead of sorting every match.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("namespace_id", "name"),
+        Index("ix_adapter_namespace_id_newest", "namespace_id", "created_at", "id"),
+        Index("ix_adapter_task_newest", "task", "created_at", "id"),
+        Index("ix_adapter_method_newest", "method", "created_at", "id"),
+        Index("ix_adapter_base_model_newest", "base_model", "created_at", "id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     namespace_id: int = Field(foreign_key="namespace.id", index=True)
     name: str = Field(max_length=96, index=True)

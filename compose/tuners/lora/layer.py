@@ -35,8 +35,13 @@ class LoRALayer(SiteAdapter):
         nn.init.zeros_(self.lora_B.weight)
 
     def on_output(self, site: nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        delta = self.lora_B(self.lora_A(self.lora_dropout(x.to(self.lora_A.weight.dtype))))
-        return out + delta.to(out.dtype) * self.scaling
+        h = self.lora_A(self.lora_dropout(x.to(self.lora_A.weight.dtype)))
+        weight = self.lora_B.weight
+        if h.dtype != out.dtype:
+            return out + (h @ weight.t()).to(out.dtype) * self.scaling
+        # one fused pass (out + scaling * h @ B^T) instead of a matmul, a scale and an add over the output
+        n = out.shape[-1]
+        return torch.addmm(out.reshape(-1, n), h.reshape(-1, h.shape[-1]), weight.t(), alpha=self.scaling).view(out.shape)
 
     def delta_weight(self, site: nn.Module) -> torch.Tensor:
         """``scaling * B @ A`` in the site's weight layout (transposed for Conv1D)."""
