@@ -124,8 +124,29 @@ def build_one(seed: Seed, out_root: Path) -> dict[str, Any]:
     if seed.instruct:
         card["evaluation"] = {"kind": "constrained answer accuracy", "labels": labels}
     io._write_json(out / io.CARD_FILE, card)
+    if train_ds.task == "lm" and not seed.instruct:
+        add_base_perplexity(seed, out)
+    card = io.read_json(out / io.CARD_FILE)
     (out / "README.md").write_text(io.render_readme(card))
     return card
+
+
+def add_base_perplexity(seed: Seed, folder: Path) -> None:
+    """Record the bare base model's perplexity on the same test sample, so the gain is visible."""
+    from adapterhub.compose import io
+    from adapterhub.compose.catalog import resolve_base_model
+    from adapterhub.compose.evaluate import evaluate, load_base, load_tokenizer
+
+    base = resolve_base_model(seed.base, say=lambda m: print(m, file=sys.stderr))
+    test_ds = sample(builtin(f"{seed.dataset}:test"), seed.test_sample)
+    tokenizer = load_tokenizer(base)
+    model = load_base(base, "lm", tokenizer=tokenizer)
+    result = evaluate(model, tokenizer, test_ds, batch_size=seed.hyper["batch_size"],
+                      max_length=seed.hyper["max_length"], progress=False)
+    card = io.read_json(folder / io.CARD_FILE)
+    card["metrics"]["base_perplexity"] = result.metrics["perplexity"]
+    io._write_json(folder / io.CARD_FILE, card)
+    (folder / "README.md").write_text(io.render_readme(card))
 
 
 def instruct_metrics(base: Path, folder: Path, test_ds, labels: list[str]) -> dict[str, float]:
@@ -142,15 +163,51 @@ def instruct_metrics(base: Path, folder: Path, test_ds, labels: list[str]) -> di
     return {**result["metrics"], "base_accuracy": base_acc}
 
 
+def seed_table(root: Path) -> str:
+    """The README's table of seed adapters, from their cards."""
+    lines = ["| adapter | base | method | data (test examples) | metric | trainable params | train time |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for seed in SEEDS:
+        path = root / seed.name / "adapterhub.json"
+        if not path.is_file():
+            continue
+        card = json.loads(path.read_text())
+        m = card.get("metrics")
+        if not m:
+            continue
+        if "perplexity" in m:
+            metric = f"perplexity {m['perplexity']:.1f} (base {m['base_perplexity']:.1f})" if "base_perplexity" in m else f"perplexity {m['perplexity']:.1f}"
+        elif "base_accuracy" in m:
+            metric = f"accuracy {m['accuracy']:.3f} (base {m['base_accuracy']:.3f}), macro-F1 {m['macro_f1']:.3f}"
+        else:
+            metric = f"accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}"
+        train = card["training"]
+        lines.append(f"| `{NAMESPACE}/{seed.name}` | {seed.base} | {seed.method} | {seed.dataset} "
+                     f"({card['data']['test']['examples']}) | {metric} | {train['trainable_parameters']:,} "
+                     f"({train['trainable_percent']:.2f} %) | {train['time_s'] / 60:.1f} min |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", help="build only these seeds (repeatable)")
     parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--table", action="store_true", help="print the README's table of seeds and exit")
+    parser.add_argument("--base-metrics-only", action="store_true",
+                        help="only (re)compute the base model's perplexity for the LM seeds already built")
     args = parser.parse_args(argv)
+    if args.table:
+        print(seed_table(args.out))
+        return 0
     import torch
 
     torch.set_num_threads(2)
     chosen = [s for s in SEEDS if not args.only or s.name in args.only]
+    if args.base_metrics_only:
+        for seed in chosen:
+            if seed.dataset == "friends":
+                add_base_perplexity(seed, args.out / seed.name)
+        return 0
     for i, seed in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {seed.name}: {seed.method} on {seed.base} / {seed.dataset}", file=sys.stderr)
         card = build_one(seed, args.out)
