@@ -14,6 +14,8 @@ import json
 
 import pandas as pd
 
+from adapterhub.cli.output import human_size as cli_human_size
+
 # the metric a card shows first, when it has one (higher is better, except perplexity/loss)
 METRIC_ORDER = ("accuracy", "macro_f1", "f1", "perplexity", "loss")
 METHODS = ("lora", "bottleneck", "prompt_tuning", "prefix_tuning", "ia3")
@@ -41,14 +43,8 @@ def card_dataset_index(card: dict, names: list[str]) -> int:
 
 
 def human_size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+    """The CLI's size formatting, with a dash for unknown sizes in tables."""
+    return cli_human_size(n) or "-"
 
 
 def fmt(value) -> str:
