@@ -11,11 +11,12 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import common, engine, registry_bench
+from bench import common, composition, engine, registry_bench
 
 BENCHES: dict[str, tuple[Callable[[bool, Callable[[str], bool]], dict], Callable[[dict], None]]] = {
     "engine": (engine.run, engine.print_tables),
     "registry": (registry_bench.run, registry_bench.print_tables),
+    "composition": (composition.run, composition.print_tables),
 }
 
 
