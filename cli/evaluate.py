@@ -30,8 +30,8 @@ def _render(d: dict):
 
 @click.command("eval")
 @click.argument("adapter", metavar="REF_OR_FOLDER")
-@click.option("--base", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Local transformers model folder the adapter was trained on.")
+@click.option("--base", required=True, metavar="PATH_OR_NAME",
+              help="Base model the adapter was trained on: a local folder or a catalogue name (minilm-l6, smollm2-135m).")
 @click.option("--data", required=True, help="Evaluation data: JSONL or CSV with text,label (or text for lm).")
 @click.option("--task", type=click.Choice(["classification", "lm"]), help="Default: what the adapter declares.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)

@@ -48,8 +48,8 @@ def _summary(result) -> dict:
 
 
 @click.command()
-@click.option("--base", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Local transformers model folder (config, weights and tokenizer).")
+@click.option("--base", required=True, metavar="PATH_OR_NAME",
+              help="Base model: a local transformers folder (config, weights, tokenizer) or a catalogue name (minilm-l6, smollm2-135m).")
 @click.option("--data", required=True, help="Training data: JSONL or CSV with text,label (or text for --task lm).")
 @click.option("--method", type=click.Choice(METHOD_NAMES), default="lora", show_default=True, help="Adapter method.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Adapter folder to write.")

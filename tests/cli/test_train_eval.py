@@ -144,3 +144,11 @@ def test_push_eval_post_then_show_lists_the_evaluation(online, work, trained):
     assert evaluation["dataset_sha256"] == result["dataset_sha256"]
     assert evaluation["metrics"] == pytest.approx(result["metrics"])
     assert "test.jsonl" in ok("show", "acme/sentiment@1.0.0").stdout
+
+
+def test_train_names_the_catalogue_for_an_unknown_base(work, tmp_path):
+    result = run("train", "--base", tmp_path / "nowhere", "--data", work["train"], "--out", tmp_path / "x", "--steps", "1")
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {tmp_path / 'nowhere'}: not a local transformers model folder (no config.json) "
+                             "nor a catalogue name (smollm2-135m, minilm-l6)\n")
+    assert not (tmp_path / "x").exists()
