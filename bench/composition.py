@@ -59,6 +59,7 @@ def _mixed_one(base: torch.nn.Module, ids: torch.Tensor, n: int, repeats: int) -
     batch = ids.shape[0]
     rows = [names[i % n] for i in range(batch)]
     groups = {name: [i for i, r in enumerate(rows) if r == name] for name in names}
+    groups = {name: idx for name, idx in groups.items() if idx}  # more adapters loaded than rows
 
     def loop() -> None:
         for name, idx in groups.items():
@@ -158,8 +159,8 @@ def run(quick: bool, selected: Callable[[str], bool] = lambda _k: True) -> dict:
     repeats = 3 if quick else 5
     results: dict = {"layers": layers, "repeats": repeats}
     if selected("composition/mixed"):
-        print("composition/mixed: 32 x 64 over 8 and 32 LoRA adapters ...", flush=True)
-        results["mixed"] = mixed_batch(layers, [8, 32], batch=32, seq=64, repeats=repeats)
+        print("composition/mixed: 32 x 64 over 8, 32 and 128 loaded LoRA adapters ...", flush=True)
+        results["mixed"] = mixed_batch(layers, [8, 32, 128], batch=32, seq=64, repeats=repeats)
     if selected("composition/hotload"):
         print("composition/hotload ...", flush=True)
         results["hotload"] = hot_load(layers, loads=20 if quick else 100)
