@@ -10,8 +10,6 @@ site path.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,17 +96,9 @@ def save_layers(model: AdapterModel, block: Block, attr: str, peft_type: str, pa
         for name, t in layer.state_dict().items()
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with io.atomic_folder(path) as tmp:
         io._write_json(tmp / io.CONFIG_FILE, {"peft_type": peft_type, "composition": block.to_dict()})
         save_file(tensors, str(tmp / io.WEIGHTS_FILE), metadata={"format": "pt"})
-        for f in tmp.iterdir():
-            io._fsync(f)
-        io._replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

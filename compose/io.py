@@ -9,12 +9,14 @@ attached before a late failure is removed again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import struct
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,21 +66,13 @@ def save_adapter(model: AdapterModel, name: str, path: Path, format: str = "adap
         raise InvalidAdapterError(f"adapter {name!r} is a {method.name} adapter, which PEFT cannot load; use format='adapterhub'")
     tensors = adapter_state_dict(model, name)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_folder(path) as tmp:
         _write_json(tmp / CONFIG_FILE, config.to_dict())
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if format == "adapterhub":
             full_card = build_card(model, name, tensors, card)
             _write_json(tmp / CARD_FILE, full_card)
             (tmp / "README.md").write_text(render_readme(full_card))
-        for f in tmp.iterdir():
-            _fsync(f)
-        _replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -141,6 +135,23 @@ def _write_json(path: Path, data: Any) -> None:
 def _fsync(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to fill; on success fsync its files and rename it into
+    place (replacing ``path``), on any error remove it, so readers never see a half-written folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                _fsync(f)
+        _replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _replace_dir(tmp: Path, path: Path) -> None:
