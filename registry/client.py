@@ -37,10 +37,13 @@ from adapterhub.errors import (
     RegistryError,
 )
 from adapterhub.registry import config
-from adapterhub.registry.cache import CHUNK, Cache, download_blob, ref_name, sha256_file
-from adapterhub.registry.reference import Reference, check_alias, check_version, parse_reference
+from adapterhub.registry.cache import CHUNK, Cache, download_blob, ref_name, safe_relpath, sha256_file
+from adapterhub.registry.client_rollouts import RolloutsMixin
+from adapterhub.registry.limits import MAX_FILES_PER_VERSION, PICKLE_SUFFIXES
+from adapterhub.registry.reference import Reference, as_reference, check_alias, check_name, check_version
 
 CREATE_FIELDS = ("description", "task", "method", "base_model", "tags", "license")
+SEARCH_FILTERS = ("base_model", "method", "task", "tag", "namespace", "sort")
 
 
 @dataclass(frozen=True)
@@ -62,15 +65,15 @@ class Resolution:
         return asdict(self)
 
 
-def _as_ref(ref: str | Reference) -> Reference:
-    return ref if isinstance(ref, Reference) else parse_reference(ref)
+_as_ref = as_reference
 
 
-class Hub:
+class Hub(RolloutsMixin):
     """A registry and the local cache beside it.
 
     ``url`` defaults to ``ADAPTERHUB_URL`` (else the local registry ``adapterhub up`` starts),
-    ``token`` to ``ADAPTERHUB_TOKEN`` (else the one ``adapterhub login`` stored). With
+    ``token`` to ``ADAPTERHUB_TOKEN`` (else the one ``adapterhub login`` stored);
+    ``anonymous=True`` sends no token at all (a shared UI must not borrow its host's login). With
     ``ADAPTERHUB_OFFLINE=1`` only `pull` and `resolve` work, from the cache.
 
     >>> with Hub() as hub:                                       # doctest: +SKIP
@@ -87,9 +90,10 @@ class Hub:
         offline: bool | None = None,
         progress: bool | None = None,
         timeout: float = 60.0,
+        anonymous: bool = False,
     ):
         self.url = config.resolve_url(url)
-        self.token = config.resolve_token(token)
+        self.token = None if anonymous else config.resolve_token(token)
         self.cache = Cache(cache_dir or config.cache_dir())
         self.offline = config.offline() if offline is None else offline
         self.progress = progress  # None: bars only when stderr is a terminal
@@ -118,6 +122,24 @@ class Hub:
         """``{"user", "is_admin", "scopes"}`` for the current token."""
         return self._request("GET", "whoami").json()
 
+    def create_namespace(self, name: str, private: bool = False, *, exist_ok: bool = False) -> dict:
+        """Create a namespace owned by the caller; returns ``{"name", "private", "owner", "created_at"}``.
+
+        With ``exist_ok`` an existing namespace is returned as it is (its privacy unchanged), so a
+        seeding script can run twice.
+        """
+        try:
+            return self._request("POST", "namespaces", json={"name": check_name(name, "namespace"),
+                                                             "private": private}).json()
+        except RegistryError as exc:
+            if not (exist_ok and exc.code == "NamespaceExists"):
+                raise
+        return self.namespace(name)
+
+    def namespace(self, name: str) -> dict:
+        """``{"name", "private", "owner", "created_at"}``; a private one the caller may not read is not found."""
+        return self._request("GET", f"namespaces/{check_name(name, 'namespace')}").json()
+
     # -- browsing ----------------------------------------------------------------------------
     def search(
         self,
@@ -132,15 +154,46 @@ class Hub:
         limit: int = 20,
     ) -> list[dict]:
         """Adapter summaries matching every filter given (``sort``: newest, downloads, metric:<name>)."""
-        params = {"q": query, "base_model": base_model, "method": method, "task": task, "tag": tag,
-                  "namespace": namespace, "sort": sort, "limit": limit}
-        params = {k: v for k, v in params.items() if v not in (None, "")}
-        return self._request("GET", "adapters", params=params).json()["items"][:limit]
+        return self.search_page(query, limit=limit, base_model=base_model, method=method, task=task, tag=tag,
+                                namespace=namespace, sort=sort)["items"][:limit]
+
+    def search_page(self, query: str | None = None, *, cursor: str | None = None, limit: int = 20,
+                    **filters: str | None) -> dict:
+        """One page of `search`: ``{"items": [AdapterSummary], "next_cursor": str | None}``.
+
+        ``filters`` are `search`'s keywords; hand ``next_cursor`` back as ``cursor`` for the next
+        page (a pager keeps the cursors it was given to go back). The cursor is the registry's
+        opaque keyset position, so pages neither repeat nor skip while adapters are added.
+        """
+        unknown = sorted(set(filters) - set(SEARCH_FILTERS))
+        if unknown:
+            raise TypeError(f"search_page() got unknown filter {unknown[0]!r}; known: {', '.join(SEARCH_FILTERS)}")
+        params = {"q": query, **filters, "limit": limit, "cursor": cursor}
+        return self._request("GET", "adapters", params={k: v for k, v in params.items() if v not in (None, "")}).json()
+
+    def iter_search(self, query: str | None = None, *, page_size: int = 100, **filters: str | None) -> Iterator[dict]:
+        """Every matching summary, fetched page by page through the cursor (no cap at one page).
+
+        >>> sum(1 for _ in hub.iter_search(namespace="acme"))        # doctest: +SKIP
+        347
+        """
+        cursor = None
+        while True:
+            page = self.search_page(query, cursor=cursor, limit=page_size, **filters)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def summary(self, ref: str | Reference) -> dict:
+        """The adapter's AdapterSummary alone (one request; `show` adds the resolved version)."""
+        r = _as_ref(ref)
+        return self._request("GET", self._adapter_path(r), ref=r).json()
 
     def show(self, ref: str | Reference) -> dict:
         """The adapter's summary plus ``"version"``: the version the reference resolves to (or None)."""
         r = _as_ref(ref)
-        summary = self._request("GET", self._adapter_path(r), ref=r).json()
+        summary = self.summary(r)
         try:
             version = self.resolve(r).version
         except AdapterNotFoundError:
@@ -153,6 +206,31 @@ class Hub:
         """Every version, newest first (semver order), with files, yank state and evaluations."""
         r = _as_ref(ref)
         return self._request("GET", f"{self._adapter_path(r)}/versions", ref=r).json()
+
+    def read_file(self, ref: str | Reference, path: str) -> bytes:
+        """One file of the version ``ref`` resolves to, as bytes, straight from the registry.
+
+        For showing a README or a config without pulling the whole version into the cache
+        (``pull`` is for using an adapter). An unknown path raises `AdapterNotFoundError`.
+
+        >>> hub.read_file("acme/sentiment@1.3.0", "README.md").decode()[:8]   # doctest: +SKIP
+        '# Sentim'
+        """
+        r = _as_ref(ref)
+        try:
+            safe_relpath(path)  # "..", "" or "\\" could reach another URL once the path is normalised
+        except InvalidAdapterError:
+            raise InvalidAdapterError(f"refusing file path {path!r}: give a path inside the version, "
+                                      "such as README.md") from None
+        version = r.version or self.resolve(r).version
+        return self._request("GET", f"{self._adapter_path(r)}/versions/{version}/files/{quote(path, safe='/')}",
+                             ref=r).content
+
+    def audit_log(self, ref: str | Reference) -> list[dict]:
+        """Every change to the adapter, oldest first: ``[{"id", "at", "actor", "action", "details"}]``
+        (``alias.set``, ``version.yank``, ``rollout.step``, ...). The log is append-only."""
+        r = _as_ref(ref)
+        return self._request("GET", f"{self._adapter_path(r)}/audit", ref=r).json()
 
     # -- aliases -----------------------------------------------------------------------------
     def aliases(self, ref: str | Reference) -> dict[str, str]:
@@ -184,105 +262,6 @@ class Hub:
             body.get("namespace", r.namespace), body.get("name", r.name), body["version"],
             body.get("commit"), body.get("arm") or "stable", body.get("rollout_id"),
         )
-
-    # -- rollouts ----------------------------------------------------------------------------
-    def rollout_start(
-        self,
-        ref: str | Reference,
-        alias: str | None,
-        canary_version: str,
-        weight: float,
-        schedule: list[float] | dict | None = None,
-        *,
-        min_duration_s: float | None = None,
-        min_requests: int | None = None,
-        thresholds: dict | None = None,
-    ) -> dict:
-        """Start moving ``alias`` from its current version to ``canary_version`` with ``weight`` % of keys.
-
-        ``schedule`` (steps such as ``[5, 25, 50, 100]``, or the full ``{"steps", "min_duration_s",
-        "min_requests"}``) lets the registry step up on its own while the canary stays healthy;
-        ``thresholds`` (``p_value``, ``min_requests``, ``latency_tolerance``, ``quality_tolerance``)
-        say when it rolls back. Returns the RolloutOut.
-
-        >>> hub.rollout_start("acme/support", "prod", "1.1.0", 10, [5, 25, 50, 100])["state"]  # doctest: +SKIP
-        'active'
-        """
-        r, alias = self._rollout_target(ref, alias)
-        body: dict = {"alias": alias, "canary_version": check_version(canary_version), "weight": weight}
-        if schedule is not None or min_duration_s is not None or min_requests is not None:
-            sched = dict(schedule) if isinstance(schedule, dict) else {"steps": list(schedule or [])}
-            if min_duration_s is not None:
-                sched["min_duration_s"] = min_duration_s
-            if min_requests is not None:
-                sched["min_requests"] = min_requests
-            body["schedule"] = sched
-        if thresholds:
-            body["thresholds"] = thresholds
-        return self._request("POST", f"{self._adapter_path(r)}/rollouts", ref=r, json=body).json()
-
-    def rollout_status(self, ref: str | Reference, alias: str | None = None) -> dict:
-        """The alias's newest rollout (any state) with per-arm figures; the rules are applied first."""
-        r, alias = self._rollout_target(ref, alias)
-        return self._request("GET", f"{self._adapter_path(r)}/rollouts/{alias}", ref=r).json()
-
-    def rollouts(self, ref: str | Reference, alias: str | None = None) -> list[dict]:
-        """Every rollout of the adapter (of ``alias`` if given), newest first."""
-        r = _as_ref(ref)
-        params = {"alias": check_alias(alias)} if alias else {}
-        return self._request("GET", f"{self._adapter_path(r)}/rollouts", ref=r, params=params).json()
-
-    def rollout_step(self, ref: str | Reference, alias: str | None, weight: float) -> dict:
-        """Set the canary weight by hand; raising it keeps every key already on the canary there."""
-        return self._rollout_action(ref, alias, "step", {"weight": weight})
-
-    def rollout_pause(self, ref: str | Reference, alias: str | None = None, reason: str = "") -> dict:
-        """Hold the split: no automatic step-up (a regression still rolls back)."""
-        return self._rollout_action(ref, alias, "pause", {"reason": reason})
-
-    def rollout_resume(self, ref: str | Reference, alias: str | None = None, reason: str = "") -> dict:
-        return self._rollout_action(ref, alias, "resume", {"reason": reason})
-
-    def rollout_promote(self, ref: str | Reference, alias: str | None = None, reason: str = "") -> dict:
-        """Point the alias at the canary version and end the rollout."""
-        return self._rollout_action(ref, alias, "promote", {"reason": reason})
-
-    def rollout_rollback(self, ref: str | Reference, alias: str | None = None, reason: str = "") -> dict:
-        """Send every key back to the stable version (weight 0) and end the rollout; the alias stays."""
-        return self._rollout_action(ref, alias, "rollback", {"reason": reason})
-
-    def report_outcomes(
-        self,
-        ref: str | Reference,
-        outcomes: list[dict] | dict,
-        alias: str | None = None,
-        rollout_id: int | None = None,
-    ) -> dict:
-        """Add served-request counters per arm: ``{"arm", "requests", "errors", "latency_sum",
-        "latency_sq_sum", "quality_sum"?, "quality_n"?}`` (latencies in seconds). The registry then
-        applies its rules; the RolloutOut it returns says whether it stepped, promoted or rolled back.
-
-        >>> hub.report_outcomes("acme/support:prod", [{"arm": "canary", "requests": 50, "errors": 1,
-        ...                     "latency_sum": 4.1, "latency_sq_sum": 0.4}], rollout_id=7)  # doctest: +SKIP
-        """
-        batches = [outcomes] if isinstance(outcomes, dict) else list(outcomes)
-        body: dict = {"batches": batches, **({"rollout_id": rollout_id} if rollout_id is not None else {})}
-        return self._rollout_action(ref, alias, "outcomes", body)
-
-    def _rollout_target(self, ref: str | Reference, alias: str | None) -> tuple[Reference, str]:
-        r = _as_ref(ref)
-        if r.version:
-            raise InvalidReferenceError(f"a rollout moves an alias; give {r.repo_id} with --alias, not a version")
-        if alias and r.alias and alias != r.alias:
-            raise InvalidReferenceError(f"{r} names alias {r.alias} but {alias} was given; give it once")
-        alias = alias or r.alias
-        if not alias:
-            raise InvalidReferenceError(f"which alias does the rollout move? e.g. {r.repo_id}:prod or --alias prod")
-        return r, check_alias(alias)
-
-    def _rollout_action(self, ref: str | Reference, alias: str | None, action: str, body: dict) -> dict:
-        r, alias = self._rollout_target(ref, alias)
-        return self._request("POST", f"{self._adapter_path(r)}/rollouts/{alias}/{action}", ref=r, json=body).json()
 
     # -- writes ------------------------------------------------------------------------------
     def post_eval(self, ref: str | Reference, dataset: str, dataset_sha256: str, metrics: dict) -> dict:
@@ -488,21 +467,34 @@ def _one_of(what: str, in_ref: str | None, given: str | None, r: Reference) -> s
 
 
 def scan_folder(root: Path) -> list[Path]:
-    """Every file under ``root``, sorted; refuses symlinks and anything but regular files."""
+    """Every file under ``root``, sorted. Refuses what the registry would refuse and can be seen
+    from names alone (symlinks, special files, pickles, control characters, too many files), so
+    that such a push fails before it creates an adapter or uploads a byte."""
     if not root.is_dir():
         raise InvalidAdapterError(f"{root} is not a folder")
     if root.is_symlink():
         raise InvalidAdapterError(f"refusing to push {root}: it is a symlink; push the folder it points to")
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        files = set(filenames)
         for entry in sorted(dirnames + filenames):
             path = Path(dirpath) / entry
             if path.is_symlink():
                 raise InvalidAdapterError(f"refusing to push {path}: symlinks are not allowed in an adapter folder")
-            if entry in filenames and not path.is_file():
+            if any(ord(c) < 32 or ord(c) == 127 for c in entry) or "\\" in entry:
+                raise InvalidAdapterError(
+                    f"refusing to push {str(path)!r}: names may not hold control characters or backslashes")
+            if entry not in files:
+                continue
+            if not path.is_file():
                 raise InvalidAdapterError(f"refusing to push {path}: not a regular file")
-            if entry in filenames:
-                found.append(path)
+            if entry.lower().endswith(PICKLE_SUFFIXES):
+                raise InvalidAdapterError(
+                    f"refusing to push {path}: pickle-based weights can run code when loaded; save them as safetensors")
+            found.append(path)
+            if len(found) > MAX_FILES_PER_VERSION:  # stop walking: a home folder pushed by mistake is huge
+                raise InvalidAdapterError(f"refusing to push {root}: it holds more than {MAX_FILES_PER_VERSION} "
+                                          "files, the most a version may hold")
     if not found:
         raise InvalidAdapterError(f"{root} is empty: nothing to push")
     return sorted(found)

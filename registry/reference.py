@@ -102,6 +102,11 @@ def parse_reference(text: str) -> Reference:
     return Reference(check_name(parts[0], "namespace"), check_name(parts[1], "adapter name"), version, alias)
 
 
+
+def as_reference(ref: str | Reference) -> Reference:
+    """A `Reference` as it is, a string parsed (client methods accept either)."""
+    return ref if isinstance(ref, Reference) else parse_reference(ref)
+
 def looks_like_reference(text: str) -> bool:
     """True when ``text`` parses as a reference (used to tell a registry ref from a folder path)."""
     try:

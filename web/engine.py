@@ -1,23 +1,31 @@
 """The UI's calls into the engine: load a base with adapters, predict base vs adapted, evaluate.
 
 Thin wrappers over ``adapterhub.compose`` (nothing here the CLI could not do), shaped for pages:
-plain dicts in and out, one loaded model per (base, adapters) kept by the caller's cache.
+plain dicts in and out, one loaded model per (base, adapters, composition source) kept by the
+caller's cache. Fuse and Route run either fresh, untrained layers (said so in the answer) or the
+layers of a source folder: a fusion or router folder (``save_fusion``/``save_router``) or a
+composition recipe (``save_composition``), pulled from the registry when given as a reference.
 
 >>> pg = load_playground("minilm-l6", {"sent": Path("snapshot/1.0.0")})   # doctest: +SKIP
 >>> predict(pg, "a fine film", "single", ["sent"])["adapted"]            # doctest: +SKIP
 {'neg': 0.12, 'pos': 0.88}
+>>> predict(pg2, "a fine film", "fuse")["blocks"][0]["trained"]          # doctest: +SKIP
+False
 """
 
 from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapterhub.errors import IncompatibleAdapterError
+from adapterhub.errors import CompositionError, IncompatibleAdapterError, InvalidAdapterError
 
-MODES = ("single", "stack", "average")
+MODES = ("single", "stack", "average", "fuse", "route")
+LAYER_MODES = {"fuse": "Fuse", "route": "Route"}  # the modes that run trainable per-site layers
+SOURCE_KINDS = {"ADAPTER_FUSION": "fusion", "ADAPTER_ROUTER": "router"}  # peft_type -> kind of folder
 MAX_NEW_TOKENS = 24
 
 
@@ -27,7 +35,8 @@ class Playground:
     tokenizer: object
     task: str  # "classification" or "lm"
     labels: list[str] | None
-    names: list[str]
+    names: list[str]  # the picked adapters, in order
+    loaded: object = None  # the block a source folder brought (Block or adapter name), or None
 
 
 def adapter_name(ref: str) -> str:
@@ -35,15 +44,75 @@ def adapter_name(ref: str) -> str:
     return re.sub(r"\W", "_", ref)
 
 
-def load_playground(base: str, folders: dict[str, Path]) -> Playground:
-    """The base (catalogue name or folder) with every adapter folder attached under its name.
+def source_folder(text: str, pull: Callable[[str], Path]) -> Path:
+    """The folder a composition source names: a local folder as it is, a registry reference pulled."""
+    from adapterhub.registry.reference import looks_like_reference
 
-    The task and labels come from the adapters' cards; all of them must agree.
+    text = text.strip()
+    if Path(text).expanduser().is_dir():
+        return Path(text).expanduser()
+    if looks_like_reference(text):
+        return pull(text)
+    raise InvalidAdapterError(f"{text!r} is neither a folder here nor a registry reference (namespace/name)")
+
+
+def source_kind(folder: Path) -> str:
+    """``"recipe"`` (composition.json), ``"fusion"`` or ``"router"`` (by the folder's peft_type)."""
+    from adapterhub.compose import io, recipes
+
+    if (folder / recipes.RECIPE_FILE).is_file():
+        return "recipe"
+    found = io.read_json(folder / io.CONFIG_FILE).get("peft_type") if (folder / io.CONFIG_FILE).is_file() else None
+    if found not in SOURCE_KINDS:
+        raise InvalidAdapterError(f"{folder} is not a fusion, router or composition folder: it has no "
+                                  f"{recipes.RECIPE_FILE} and its peft_type is {found!r}, not one of "
+                                  f"{', '.join(SOURCE_KINDS)}")
+    return SOURCE_KINDS[found]
+
+
+def _recipe_folders(folder: Path) -> dict[str, Path]:
+    """A recipe's own adapters (name -> folder; reference-only ones are pulled) for the task check."""
+    from adapterhub.compose import io, recipes
+
+    found = {}
+    for name, entry in (io.read_json(folder / recipes.RECIPE_FILE).get("adapters") or {}).items():
+        own = folder / str(entry.get("folder") or name)
+        found[name] = own if own.is_dir() else io.resolve_source(entry.get("reference") or name)
+    return found
+
+
+def _named_as_layers(folders: dict[str, Path], source: Path) -> dict[str, Path]:
+    """The picked adapters named as a fusion/router folder names them: already so, or matched in order."""
+    from adapterhub.compose import io
+    from adapterhub.compose.composition import block_from_dict, leaves_of
+
+    leaves = list(dict.fromkeys(leaves_of(block_from_dict(io.read_json(source / io.CONFIG_FILE).get("composition")))))
+    if set(leaves) <= set(folders):
+        return folders
+    if len(leaves) != len(folders):
+        raise IncompatibleAdapterError(
+            f"{source} combines {len(leaves)} adapters ({', '.join(leaves)}) but {len(folders)} were picked: "
+            f"pick {len(leaves)}, in that order")
+    return dict(zip(leaves, folders.values(), strict=True))
+
+
+def load_playground(base: str, folders: dict[str, Path], source: Path | None = None) -> Playground:
+    """The base (catalogue name or folder) with every adapter folder attached under its name, and
+    the layers (or whole recipe) of ``source`` on top.
+
+    The task and labels come from the adapters' cards; all of them must agree. A fusion or router
+    folder names its adapters: the picked ones take those names, in the order picked.
     """
     from adapterhub.compose.evaluate import adapter_task, load_base, load_tokenizer
     from adapterhub.compose.model import AdapterModel
 
-    declared = {name: adapter_task(folder) for name, folder in folders.items()}
+    kind = source_kind(source) if source is not None else None
+    if kind in ("fusion", "router"):
+        folders = _named_as_layers(folders, source)
+    own = _recipe_folders(source) if kind == "recipe" else {}
+    declared = {name: adapter_task(folder) for name, folder in {**own, **folders}.items()}
+    if not declared:
+        raise IncompatibleAdapterError("pick at least one adapter")
     tasks = {task for task, _ in declared.values()}
     if len(tasks) != 1 or None in tasks:
         found = ", ".join(f"{n}: {t or 'unknown'}" for n, (t, _) in declared.items())
@@ -54,25 +123,77 @@ def load_playground(base: str, folders: dict[str, Path]) -> Playground:
     model = AdapterModel(load_base(base, task, labels, tokenizer=tokenizer))
     for name, folder in folders.items():
         model.load_adapter(folder, name=name)
-    return Playground(model.eval(), tokenizer, task, labels, list(folders))
+    loaders = {"recipe": model.load_composition, "fusion": model.load_fusion, "router": model.load_router}
+    loaded = loaders[kind](source) if kind else None
+    return Playground(model.eval(), tokenizer, task, labels, list(folders), loaded)
 
 
-def activate(pg: Playground, mode: str, names: list[str]) -> None:
-    from adapterhub.compose.composition import Average, Stack
+def composition(pg: Playground, mode: str, names: list[str] | None = None):
+    """The block ``mode`` runs: built from the picked adapters, or for Fuse/Route the source's block
+    (when one was loaded) else a fresh one whose untrained layers are created here."""
+    from adapterhub.compose.composition import BLOCKS, Average, Stack, blocks_in
 
+    names = pg.names if names is None else names
+    if mode in LAYER_MODES and pg.loaded is not None:
+        kind = BLOCKS[LAYER_MODES[mode]]
+        if not blocks_in(pg.loaded, kind):
+            raise CompositionError(f"the loaded composition {pg.loaded!r} has no {kind.__name__} block: "
+                                   f"choose its mode, or clear the source for a fresh {kind.__name__}")
+        return pg.loaded
     if not names:
         raise IncompatibleAdapterError("pick at least one adapter")
     if mode == "single" and len(names) != 1:
         raise IncompatibleAdapterError(f"single mode runs one adapter, {len(names)} were picked: choose stack")
-    blocks = {"single": lambda: names[0], "stack": lambda: Stack(*names), "average": lambda: Average(*names)}
-    pg.model.set_active(blocks[mode]())
+    if mode in LAYER_MODES:
+        block = BLOCKS[LAYER_MODES[mode]](*names)
+        (pg.model.add_fusion if mode == "fuse" else pg.model.add_router)(block)  # keeps layers already there
+        return block
+    if mode not in MODES:
+        raise CompositionError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+    return {"single": lambda: names[0], "stack": lambda: Stack(*names), "average": lambda: Average(*names)}[mode]()
+
+
+def activate(pg: Playground, mode: str, names: list[str] | None = None):
+    """Activate the composition of ``mode`` and return it."""
+    block = composition(pg, mode, names)
+    pg.model.set_active(block)
+    return block
+
+
+def block_stats(pg: Playground, active) -> list[dict]:
+    """What each Fuse and Route block in ``active`` did in the last forward, per site, for a heatmap.
+
+    Fuse: the mean attention over its children; Route: the share of tokens whose first choice is
+    each child. ``trained`` is False for the fresh layers `composition` made (no source loaded).
+    """
+    import torch
+
+    from adapterhub.compose.composition import Fuse, Route, blocks_in
+
+    def shares(choice: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.bincount(choice.reshape(-1), minlength=n) / choice.numel()
+
+    stats = []
+    for kind, read in ((Fuse, pg.model.fusion_weights), (Route, pg.model.router_choices)):
+        for block in blocks_in(active, kind):
+            per_site = {site: values if kind is Fuse else shares(values, len(block.children))
+                        for site, values in read(block).items()}
+            stats.append({"kind": kind.__name__, "block": repr(block), "trained": pg.loaded is not None,
+                          "children": [c if isinstance(c, str) else repr(c) for c in block.children],
+                          "value": "attention" if kind is Fuse else "share of tokens",
+                          "sites": {site: [round(float(v), 4) for v in t.tolist()] for site, t in per_site.items()}})
+    return stats
+
+
+def _batch(pg: Playground, text: str) -> dict:
+    batch = pg.tokenizer([text], return_tensors="pt", truncation=True, max_length=256)
+    return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
 
 def _run(pg: Playground, text: str):
     import torch
 
-    batch = pg.tokenizer([text], return_tensors="pt", truncation=True, max_length=256)
-    batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    batch = _batch(pg, text)
     with torch.inference_mode():
         if pg.task == "classification":
             probs = torch.softmax(pg.model(**batch).logits[0].float(), -1).tolist()
@@ -82,14 +203,27 @@ def _run(pg: Playground, text: str):
         return pg.tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-def predict(pg: Playground, text: str, mode: str, names: list[str]) -> dict:
-    """``{"base": ..., "adapted": ...}``: label probabilities (classifiers) or generated text (LMs)."""
+def _forward(pg: Playground, text: str) -> None:
+    """One forward over the text alone: generation's last step sees one token, the heatmap wants all."""
+    import torch
+
+    with torch.inference_mode():
+        pg.model(**_batch(pg, text))
+
+
+def predict(pg: Playground, text: str, mode: str, names: list[str] | None = None) -> dict:
+    """``{"task", "base", "adapted", "composition", "blocks"}``: label probabilities (classifiers) or
+    generated text (LMs) with and without the adapters; ``blocks`` as `block_stats` gives them."""
     if not text.strip():
         raise IncompatibleAdapterError("type some text first")
-    activate(pg, mode, names)
+    active = activate(pg, mode, names)
     with pg.model.disable_adapters():
         base = _run(pg, text)
-    return {"task": pg.task, "base": base, "adapted": _run(pg, text)}
+    adapted = _run(pg, text)
+    if mode in LAYER_MODES and pg.task != "classification":
+        _forward(pg, text)
+    return {"task": pg.task, "base": base, "adapted": adapted, "composition": repr(active),
+            "blocks": block_stats(pg, active)}
 
 
 def save_upload(name: str, data: bytes) -> Path:

@@ -50,11 +50,8 @@ def token() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _hub(url: str, token: str) -> Hub:
-    hub = Hub(url, token or None, progress=False)
-    if not token:  # anonymous means anonymous: no fallback to a token stored on the server's machine
-        hub.token = None
-        hub._http.headers.pop("Authorization", None)  # noqa: SLF001
-    return hub
+    # anonymous means anonymous: no fallback to a token stored on the server's machine
+    return Hub(url, token or None, progress=False, anonymous=not token)
 
 
 def hub() -> Hub:
@@ -119,18 +116,11 @@ def errors_shown() -> Iterator[None]:
         st.stop()
 
 
-# ---------------------------------------------------------------------- reads the client does not wrap yet
-def _get(hub: Hub, path: str, params: dict | None = None, ref: str | None = None):
-    """GET ``/api/v1/{path}`` with the client's auth, typed errors (with "did you mean" for ``ref``)
-    and transport handling. Cursor pages, the audit log and raw files have no ``Hub`` method yet."""
-    return hub._request("GET", path, params=params, ref=parse_reference(ref) if ref else None)  # noqa: SLF001
-
-
+# ---------------------------------------------------------------------- cached reads
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _search_page(url: str, token: str, filters: tuple, cursor: str | None, limit: int) -> dict:
-    params = {k: v for k, v in filters if v not in (None, "")}
-    params.update(limit=limit, **({"cursor": cursor} if cursor else {}))
-    return _get(_hub(url, token), "adapters", params).json()
+    chosen = dict(filters)
+    return _hub(url, token).search_page(chosen.pop("q", None), cursor=cursor, limit=limit, **chosen)
 
 
 def search_page(filters: dict, cursor: str | None = None, limit: int = 12) -> dict:
@@ -140,8 +130,7 @@ def search_page(filters: dict, cursor: str | None = None, limit: int = 12) -> di
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _summary(url: str, token: str, ref: str) -> dict:
-    r = parse_reference(ref)
-    return _get(_hub(url, token), f"adapters/{r.namespace}/{r.name}", ref=ref).json()
+    return _hub(url, token).summary(ref)
 
 
 def summary(ref: str) -> dict:
@@ -169,8 +158,7 @@ def aliases(ref: str) -> dict[str, str]:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _audit(url: str, token: str, ref: str) -> list[dict]:
-    r = parse_reference(ref)
-    return _get(_hub(url, token), f"adapters/{r.namespace}/{r.name}/audit").json()
+    return _hub(url, token).audit_log(ref)
 
 
 def audit(ref: str) -> list[dict]:
@@ -179,9 +167,8 @@ def audit(ref: str) -> list[dict]:
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def _file_text(url: str, token: str, ref: str, version: str, path: str) -> str:
-    r = parse_reference(ref)
-    response = _get(_hub(url, token), f"adapters/{r.namespace}/{r.name}/versions/{version}/files/{path}")
-    return response.content.decode("utf-8", errors="replace")
+    data = _hub(url, token).read_file(f"{parse_reference(ref).repo_id}@{version}", path)
+    return data.decode("utf-8", errors="replace")
 
 
 def file_text(ref: str, version: str, path: str) -> str:

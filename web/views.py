@@ -195,6 +195,39 @@ def confusion_chart(labels: list[str], matrix: list[list[int]]):
     return (cells + text).properties(height=max(160, 40 * len(labels)))
 
 
+def short_sites(paths: list[str]) -> list[str]:
+    """Site paths without the dotted prefix they all share (``bert.encoder.layer.0.attention.self.query``
+    -> ``0.attention.self.query``), so a heatmap's rows read as layers; the last part always stays."""
+    split = [p.split(".") for p in paths]
+    keep = min((len(parts) for parts in split), default=1) - 1
+    common = 0
+    while common < keep and len({parts[common] for parts in split}) == 1:
+        common += 1
+    return [".".join(parts[common:]) for parts in split]
+
+
+def block_frame(entry: dict) -> pd.DataFrame:
+    """A Fuse/Route entry of the playground's answer (``engine.block_stats``) as sites x children."""
+    sites = list(entry["sites"])
+    frame = pd.DataFrame([entry["sites"][s] for s in sites], index=short_sites(sites), columns=entry["children"])
+    frame.index.name = "site"
+    return frame
+
+
+def heatmap_chart(frame: pd.DataFrame, value: str):
+    """Sites (rows, in model order) x children (columns) as an Altair heatmap, values in the cells."""
+    import altair as alt
+
+    data = frame.reset_index().melt(id_vars=frame.index.name or "index", var_name="adapter", value_name=value)
+    site = frame.index.name or "index"
+    axes = {"x": alt.X("adapter:N", sort=list(frame.columns)), "y": alt.Y(f"{site}:N", sort=list(frame.index))}
+    cells = alt.Chart(data).mark_rect().encode(
+        **axes, color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="blues", domain=[0, 1])),
+        tooltip=[site, "adapter", alt.Tooltip(f"{value}:Q", format=".3f")])
+    text = alt.Chart(data).mark_text().encode(**axes, text=alt.Text(f"{value}:Q", format=".2f"))
+    return (cells + text).properties(height=max(120, 28 * len(frame.index)))
+
+
 def probabilities_frame(base: dict[str, float], adapted: dict[str, float]) -> pd.DataFrame:
     frame = pd.DataFrame({"base": base, "adapted": adapted})
     frame.index.name = "label"

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from adapterhub.registry.client import Hub
 from tests.client.support import live_registry, make_adapter
 from tests.helpers import tiny
 from tests.helpers.tiny import build
 
+APP = str(Path(__file__).resolve().parents[2] / "web" / "app.py")
 WORDS = ["the", "film", "was", "a", "plot", "story", "really", "quite", "and", "it", "music", "good", "bad"]
 README = """# Alpha adapter
 
@@ -110,3 +112,30 @@ def hubdata(tmp_path_factory) -> Hubdata:
             rollout_id=rollout["id"])
         hub.close()
         yield Hubdata(srv.url, srv.admin_token, base, lm_base, data, root)
+
+
+@pytest.fixture
+def ui_env(tmp_path, monkeypatch):
+    """None of the caller's ADAPTERHUB_* settings, and a fresh ADAPTERHUB_HOME (cache, stored login)."""
+    for var in ("ADAPTERHUB_URL", "ADAPTERHUB_TOKEN", "ADAPTERHUB_OFFLINE", "ADAPTERHUB_UI_SHARED"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ADAPTERHUB_HOME", str(tmp_path / "home"))
+
+
+def app(hub, page: str | None = None, token: str | None = None, ref: str = "", timeout: float = 30) -> AppTest:
+    """The app run once against ``hub`` (anything with ``url`` and ``token``), on ``page``, signed in
+    with ``hub.token`` unless ``token`` says otherwise ("" = anonymous)."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.session_state["url"] = hub.url
+    if token is None or token:  # "" = anonymous (the environment holds no token)
+        at.session_state["token"] = hub.token if token is None else token
+    at.session_state["ref"] = ref
+    if page:
+        at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)

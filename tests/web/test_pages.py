@@ -7,31 +7,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "web" / "app.py")
+from tests.web.conftest import APP, app, texts
 
 
 @pytest.fixture(autouse=True)
-def isolated(hubdata, tmp_path, monkeypatch):
-    for var in ("ADAPTERHUB_URL", "ADAPTERHUB_TOKEN", "ADAPTERHUB_OFFLINE", "ADAPTERHUB_UI_SHARED"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("ADAPTERHUB_HOME", str(tmp_path / "home"))
-
-
-def app(hubdata, page: str | None = None, token: str | None = None, ref: str = "", timeout: float = 30) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=timeout)
-    at.session_state["url"] = hubdata.url
-    if token is None or token:  # "" = anonymous (the environment holds no token)
-        at.session_state["token"] = hubdata.token if token is None else token
-    at.session_state["ref"] = ref
-    if page:
-        at.switch_page(page)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+def isolated(hubdata, ui_env):
+    """Every test here gets the live registry's session and a clean environment."""
 
 
 def test_browse_lists_cards_and_filters_by_base_model(hubdata):

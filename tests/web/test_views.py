@@ -67,3 +67,23 @@ def test_the_cards_held_out_set_is_preselected():
     assert views.card_dataset_index({"data": {"eval": {"name": "bbc-news:test"}}}, names) == 1
     assert views.card_dataset_index({"data": {"eval": {"name": "/tmp/x.jsonl"}}}, names) == 0
     assert views.card_dataset_index({}, names) == 0
+
+
+def test_short_sites_drop_the_shared_prefix_but_keep_the_last_part():
+    paths = ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.11.mlp.down_proj"]
+    assert views.short_sites(paths) == ["0.self_attn.q_proj", "0.self_attn.v_proj", "11.mlp.down_proj"]
+    assert views.short_sites(["bert.pooler.dense"]) == ["dense"]
+    assert views.short_sites(["a.b.q", "a.b.q2"]) == ["q", "q2"]
+
+
+def test_block_frame_is_sites_by_children_and_the_heatmap_draws_every_cell():
+    entry = {"kind": "Fuse", "children": ["news", "sent"], "value": "attention",
+             "sites": {"m.layers.0.q_proj": [0.25, 0.75], "m.layers.1.q_proj": [0.6, 0.4]}}
+    frame = views.block_frame(entry)
+    assert frame.index.tolist() == ["0.q_proj", "1.q_proj"] and frame.columns.tolist() == ["news", "sent"]
+    assert frame.loc["1.q_proj", "news"] == 0.6
+    spec = views.heatmap_chart(frame, "attention").to_dict()
+    cells = next(iter(spec["datasets"].values()))
+    assert {(c["site"], c["adapter"], c["attention"]) for c in cells} == {
+        ("0.q_proj", "news", 0.25), ("0.q_proj", "sent", 0.75), ("1.q_proj", "news", 0.6), ("1.q_proj", "sent", 0.4)}
+    assert spec["layer"][0]["encoding"]["y"]["sort"] == ["0.q_proj", "1.q_proj"]
