@@ -57,6 +57,11 @@ def adapter_state_dict(model: AdapterModel, name: str) -> dict[str, torch.Tensor
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in out.items()}
 
 
+# what a loaded adapter's card says it is for, kept when the adapter is saved again (a recipe's
+# copy of a classifier must still name its task and labels, or it cannot be loaded to classify)
+CARRIED_CARD_FIELDS = ("task", "labels", "description", "tags", "license")
+
+
 def save_adapter(model: AdapterModel, name: str, path: Path, format: str = "adapterhub", card: dict | None = None) -> Path:
     if format not in FORMATS:
         raise InvalidAdapterError(f"unknown folder format {format!r}; use one of {FORMATS}")
@@ -70,7 +75,8 @@ def save_adapter(model: AdapterModel, name: str, path: Path, format: str = "adap
         _write_json(tmp / CONFIG_FILE, config.to_dict())
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if format == "adapterhub":
-            full_card = build_card(model, name, tensors, card)
+            carried = model._ah_card_facts.get(name) or {}
+            full_card = build_card(model, name, tensors, {**carried, **(card or {})})
             _write_json(tmp / CARD_FILE, full_card)
             (tmp / "README.md").write_text(render_readme(full_card))
     return path
@@ -280,6 +286,7 @@ def load_adapter(model: AdapterModel, source: str | Path, name: str | None = Non
             loaded.target_modules = raw["target_modules"]
         loaded.modules_to_save = raw.get("modules_to_save") if heads else None
     model._ah_sources.pop(name, None)
+    model._ah_card_facts[name] = {k: card[k] for k in CARRIED_CARD_FIELDS if k in card}
     if reference is not None:
         model._ah_sources[name] = reference  # recipes record where an adapter came from
     if set_active:

@@ -91,6 +91,7 @@ class AdapterModel(CompositionMixin):
         self.__dict__["_ah_active"] = None
         self.__dict__["_ah_compositions"] = {}  # registered composition name -> block
         self.__dict__["_ah_sources"] = {}  # adapter name -> registry reference it was loaded from
+        self.__dict__["_ah_card_facts"] = {}  # adapter name -> what its loaded card said it is for
         self.ah_prompts = nn.ModuleDict()
         for p in self.parameters():
             p.requires_grad_(False)
@@ -152,6 +153,7 @@ class AdapterModel(CompositionMixin):
             del self.ah_prompts[name]
         del self._ah_configs[name]
         self._ah_sources.pop(name, None)
+        self._ah_card_facts.pop(name, None)
         block_layers.drop_layers_using(self, name)
         for key in [k for k, c in self._ah_compositions.items() if name in composition.leaves_of(c)]:
             del self._ah_compositions[key]

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from adapterhub.errors import AdapterNotFoundError, RegistryError
+from adapterhub.errors import AdapterNotFoundError
 from adapterhub.registry.client import Hub
 
 NAMESPACE = "adapterhub"
@@ -22,17 +22,9 @@ def seed_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "adapter_config.json").is_file() or (p / "composition.json").is_file())
 
 
-def ensure_namespace(hub: Hub, namespace: str) -> None:
-    try:
-        hub._request("POST", "namespaces", json={"name": namespace, "private": False})
-    except RegistryError as exc:
-        if exc.status != 409:
-            raise
-
-
 def seed_registry(hub: Hub, root: Path, say: Callable[[str], None] = print) -> list[str]:
     """Publish every seed folder as ``adapterhub/<name>@1.0.0`` (alias ``stable``); return the refs pushed."""
-    ensure_namespace(hub, NAMESPACE)
+    hub.create_namespace(NAMESPACE, exist_ok=True)
     pushed = []
     for folder in seed_folders(root):
         ref = f"{NAMESPACE}/{folder.name}"
@@ -44,6 +36,9 @@ def seed_registry(hub: Hub, root: Path, say: Callable[[str], None] = print) -> l
         metrics = {k: v for k, v in (card.get("metrics") or {}).items() if isinstance(v, (int, float))}
         if metrics and test.get("sha256"):
             hub.post_eval(f"{ref}@{VERSION}", test.get("source", "test"), test["sha256"], metrics)
+        for extra in card.get("evaluations") or []:  # a recipe scored on more than one dataset
+            if extra.get("metrics") and extra.get("sha256"):
+                hub.post_eval(f"{ref}@{VERSION}", extra.get("source", "test"), extra["sha256"], extra["metrics"])
         pushed.append(ref)
         say(f"seeded {ref}@{VERSION}")
     return pushed

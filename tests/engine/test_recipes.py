@@ -98,3 +98,19 @@ def test_save_composition_needs_one():
     model = _model()
     with pytest.raises(ah.InvalidAdapterError, match="nothing to save"):
         model.save_composition("/tmp/never-written")
+
+
+def test_a_recipe_keeps_what_its_classifiers_are_for(tmp_path):
+    """Saving a loaded adapter again (as a recipe does) keeps its card's task and labels."""
+    model = ah.AdapterModel(build("bert-seqcls"))
+    model.add_adapter("topic", ah.LoRAConfig(r=4, task_type="SEQ_CLS"))
+    card = {"task": "text-classification", "labels": ["a", "b", "c"], "description": "topics"}
+    folder = model.save_adapter("topic", tmp_path / "topic", card=card)
+
+    fresh = ah.AdapterModel(build("bert-seqcls"))
+    fresh.load_adapter(folder, name="topic")
+    fresh.add_adapter("other", ah.LoRAConfig(r=2, task_type="SEQ_CLS"))
+    recipe = fresh.save_composition(tmp_path / "recipe", active=ah.Stack("topic", "other"))
+    saved = json.loads((recipe / "topic" / "adapterhub.json").read_text())
+    assert {k: saved[k] for k in card} == card
+    assert "labels" not in json.loads((recipe / "other" / "adapterhub.json").read_text())
