@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from adapterhub.compose import io
 from adapterhub.compose.data import TASK_TAGS, Dataset, DatasetError, load_dataset
+from adapterhub.compose.recipes import RECIPE_FILE
 from adapterhub.errors import AdapterHubError, IncompatibleAdapterError
 
 TASK_BY_TAG = {tag: task for task, tag in TASK_TAGS.items()}
@@ -234,6 +235,24 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor)
 
 
 # ---------------------------------------------------------------------- adapters from folders or the hub
+def recipe_name(folder: Path, block) -> str:
+    return io.read_json(folder / RECIPE_FILE).get("name") or str(block)
+
+
+def recipe_task(folder: Path) -> tuple[str | None, list[str] | None]:
+    """A recipe's own card decides; else its adapters do (the last one with labels names the head,
+    as the last active adapter's head is the one that runs)."""
+    if (folder / io.CARD_FILE).is_file():
+        return adapter_task(folder)
+    task, labels = None, None
+    for entry in (io.read_json(folder / RECIPE_FILE).get("adapters") or {}).values():
+        sub = folder / str(entry.get("folder") or "")
+        if entry.get("folder") and (sub / io.CONFIG_FILE).is_file():
+            t, lbl = adapter_task(sub)
+            task, labels = task or t, lbl or labels
+    return task, labels
+
+
 def adapter_task(folder: Path) -> tuple[str | None, list[str] | None]:
     """The task and label names an adapter folder declares (card first, then PEFT's task_type)."""
     card = io.read_json(folder / io.CARD_FILE) if (folder / io.CARD_FILE).is_file() else {}
@@ -253,7 +272,8 @@ def evaluate_adapter(adapter: str | Path, base: str | Path, data: str | Path | D
     from adapterhub.compose.model import AdapterModel
 
     folder = io.resolve_source(adapter)
-    declared, labels = adapter_task(folder)
+    recipe = (folder / RECIPE_FILE).is_file()
+    declared, labels = recipe_task(folder) if recipe else adapter_task(folder)
     if task and declared and task != declared:
         raise IncompatibleAdapterError(f"{adapter}: the adapter was trained for {declared}, not {task}")
     task = task or declared
@@ -264,7 +284,11 @@ def evaluate_adapter(adapter: str | Path, base: str | Path, data: str | Path | D
     tokenizer = load_tokenizer(base)
     model = AdapterModel(load_base(base, task, labels, tokenizer=tokenizer))
     model.to(device or default_device())
-    name = model.load_adapter(folder, set_active=True)
+    if recipe:  # a composition recipe: its adapters, fusion/router layers and block
+        block = model.load_composition(folder, set_active=True)
+        name = recipe_name(folder, block)
+    else:
+        name = model.load_adapter(folder, set_active=True)
     return evaluate(model, tokenizer, dataset, labels=labels, batch_size=batch_size, max_length=max_length,
                     progress=progress, desc=f"eval {name}")
 

@@ -169,3 +169,25 @@ def test_training_is_deterministic_and_never_replaces_a_folder_that_is_not_an_ad
     with pytest.raises(InvalidAdapterError, match="exists and is not an adapter folder"):
         train(bases / "bert-seqcls", bases / "cls.jsonl", "lora", tmp_path / "mine", **kwargs)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_composition_recipe_is_evaluated_like_an_adapter(bases, tmp_path):
+    """``adapterhub eval`` takes a recipe folder: its adapters and block, the head its adapters name."""
+    import adapterhub as ah
+    from adapterhub.compose.evaluate import load_base, load_tokenizer
+
+    data = bases / "cls.jsonl"
+    kwargs = dict(steps=2, batch_size=4, progress=False, device="cpu")
+    a = train(bases / "bert-seqcls", data, "lora", tmp_path / "a", **kwargs)
+    b = train(bases / "bert-seqcls", data, "pfeiffer", tmp_path / "b", **kwargs)
+    model = ah.AdapterModel(load_base(bases / "bert-seqcls", "classification", ["bad", "good"],
+                                      tokenizer=load_tokenizer(bases / "bert-seqcls")))
+    model.load_adapter(a.path, name="a")
+    model.load_adapter(b.path, name="b")
+    block = ah.Stack("a", "b")
+    recipe = model.save_composition(tmp_path / "recipe", active=block, name="a_then_b")
+    model.set_active(block)
+    expected = evaluate(model, load_tokenizer(bases / "bert-seqcls"), load_dataset(data), labels=["bad", "good"],
+                        progress=False)
+    again = evaluate_adapter(recipe, bases / "bert-seqcls", data, progress=False, device="cpu")
+    assert again.metrics == pytest.approx(expected.metrics) and again.labels == ["bad", "good"]
