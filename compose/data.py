@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,5 +178,16 @@ def load_examples(rows: list[dict], task: str | None = None, name: str = "<memor
     return _build(name, [(i + 1, r) for i, r in enumerate(rows)], task)
 
 
+def seeded_sample(dataset: Dataset, n: int, seed: int = 0) -> Dataset:
+    """A fixed seeded sample of ``n`` examples kept in the dataset's order, so a test split too large to
+    score often is still scored on the same, reproducible examples (their sha256 identifies them)."""
+    if len(dataset) <= n:
+        return dataset
+    keep = sorted(random.Random(seed).sample(range(len(dataset)), n))
+    rows = [{"text": dataset.examples[i].text,
+             **({"label": dataset.examples[i].label} if dataset.task == "classification" else {})} for i in keep]
+    return load_examples(rows, dataset.task, name=f"{dataset.name} (seeded sample of {n})")
+
+
 __all__ = ["BUILTIN", "READERS", "TASKS", "TASK_TAGS", "Dataset", "DatasetError", "Example", "load_dataset",
-           "load_examples", "examples_sha256"]
+           "load_examples", "examples_sha256", "seeded_sample"]

@@ -164,7 +164,7 @@ def train(model_path: str | Path, data: str | Path | Dataset, method: str, out: 
     model.train_adapter(name)
     params = [p for p in model.parameters() if p.requires_grad]
     counts = model.trainable_parameters()
-    losses, seconds = _loop(model, tokenizer, dataset, labels, params, settings, device, progress, name)
+    losses, seconds = fit(model, tokenizer, dataset, labels, params, settings, device, progress, name)
 
     card: dict[str, Any] = {
         "task": TASK_TAGS[task],
@@ -190,7 +190,10 @@ def train(model_path: str | Path, data: str | Path | Dataset, method: str, out: 
     return TrainResult(path, io.read_json(path / io.CARD_FILE), losses)
 
 
-def _loop(model, tokenizer, dataset, labels, params, settings, device, progress, name) -> tuple[list[float], float]:
+def fit(model, tokenizer, dataset: Dataset, labels: list[str] | None, params: list[torch.nn.Parameter],
+        settings: dict[str, Any], device: torch.device, progress: bool, name: str) -> tuple[list[float], float]:
+    """The training loop alone, over any set of ``params``: the quality bench runs full fine-tuning and
+    a head-only probe through the very loop the adapters use, so the comparison is like for like."""
     steps, warmup = settings["steps"], settings["warmup_steps"]
     optimizer = torch.optim.AdamW(params, lr=settings["lr"], weight_decay=settings["weight_decay"])
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -215,4 +218,4 @@ def _loop(model, tokenizer, dataset, labels, params, settings, device, progress,
     return losses, time.perf_counter() - start
 
 
-__all__ = ["METHODS", "TRAINING_DEFAULTS", "TrainResult", "split_hyper", "train"]
+__all__ = ["METHODS", "TRAINING_DEFAULTS", "TrainResult", "fit", "split_hyper", "train"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -69,22 +68,15 @@ SEEDS: tuple[Seed, ...] = (
 
 
 def sample(dataset, n: int, seed: int = 0):
-    """A fixed seeded sample of ``n`` examples, in the dataset's order (recorded by its sha256)."""
-    from adapterhub.compose.data import load_examples
+    from adapterhub.compose.data import seeded_sample
 
-    if len(dataset) <= n:
-        return dataset
-    keep = sorted(random.Random(seed).sample(range(len(dataset)), n))
-    rows = [{"text": dataset.examples[i].text, **({"label": dataset.examples[i].label} if dataset.task == "classification" else {})} for i in keep]
-    return load_examples(rows, dataset.task, name=f"{dataset.name} (seeded sample of {n})")
+    return seeded_sample(dataset, n, seed)
 
 
 def builtin(name: str):
-    from adapterhub.compose.builtin_data import BUILTIN
-    from adapterhub.compose.data import load_examples
+    from adapterhub.compose.data import load_dataset
 
-    rows, task = BUILTIN[name]()
-    return load_examples(rows, task, name=name)
+    return load_dataset(name)
 
 
 def build_one(seed: Seed, out_root: Path) -> dict[str, Any]:
@@ -212,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(chosen)}] {seed.name}: {seed.method} on {seed.base} / {seed.dataset}", file=sys.stderr)
         card = build_one(seed, args.out)
         print(json.dumps({"name": seed.name, "metrics": card["metrics"]}), flush=True)
+    from build_recipes import main_for  # the composition seeds, built on the adapter seeds above
+
+    for card in main_for(args.only, args.out):
+        print(json.dumps({"name": card["name"], "metrics": card["metrics"]}), flush=True)
     return 0
 
 
