@@ -53,6 +53,7 @@ class RowPlan:
         self.lora: list[str | None] = [
             e if isinstance(e, str) and model._ah_configs[e].method == "lora" else None for e in self.entries
         ]
+        self.any_lora = any(self.lora)
         groups: dict[str, tuple[Entry, list[int]]] = {}
         for i, e in enumerate(self.entries):
             if e is not None and self.lora[i] is None:
@@ -64,27 +65,31 @@ class RowPlan:
     def apply(self, site, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         rep = self._repeats(x.shape[0])
         out = site.base_forward(x)
-        bank = lora_bank(site) if any(self.lora) else None
+        bank = lora_bank(site) if self.any_lora else None
         if bank is not None:
-            out = out + self._lora_delta(bank, x, rep).to(out.dtype)
+            out = self._add_lora_delta(bank, x, out, rep)
         for node, rows in self.groups:
             rows = _expand(rows, rep).to(x.device)
             sub = execute.site_output(site, node, x.index_select(0, rows), out.index_select(0, rows))
             out = out.index_copy(0, rows, sub)
         return out
 
-    def _lora_delta(self, bank: LoRABank, x: torch.Tensor, rep: int) -> torch.Tensor:
+    def _add_lora_delta(self, bank: LoRABank, x: torch.Tensor, out: torch.Tensor, rep: int) -> torch.Tensor:
+        """``out`` plus each row's own ``x A^T B^T``: two batched matmuls over the rows' gathered slots,
+        the second one accumulating straight into the base output (no separate delta tensor)."""
         key = (bank.names, rep, x.device)
         idx = self._index_cache.get(key)
         if idx is None:
             slots = {n: i + 1 for i, n in enumerate(bank.names)}
             idx = torch.tensor([slots.get(n, 0) if n else 0 for n in self.lora]).repeat_interleave(rep).to(x.device)
             self._index_cache[key] = idx
-        lead, width = x.shape[:-1], x.shape[-1]
-        x3 = x.reshape(x.shape[0], -1, width).to(bank.A.dtype)
-        h = torch.bmm(x3, bank.A[idx].transpose(1, 2))  # (rows, tokens, r)
-        delta = torch.bmm(h, bank.B[idx].transpose(1, 2))  # (rows, tokens, out)
-        return delta.reshape(*lead, delta.shape[-1])
+        rows, width = x.shape[0], x.shape[-1]
+        x3 = x.reshape(rows, -1, width).to(bank.A.dtype)
+        h = torch.bmm(x3, bank.A.index_select(0, idx).transpose(1, 2))  # (rows, tokens, r)
+        out3 = out.reshape(rows, -1, out.shape[-1])
+        if out3.dtype != h.dtype:
+            return out + torch.bmm(h, bank.B.index_select(0, idx).transpose(1, 2)).reshape(out.shape).to(out.dtype)
+        return torch.baddbmm(out3, h, bank.B.index_select(0, idx).transpose(1, 2)).reshape(out.shape)
 
     # ------------------------------------------------------------------ heads (modules_to_save)
     def apply_head(self, head, *args, **kwargs):
