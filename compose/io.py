@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from adapterhub.compose.fingerprint import check_fingerprint, fingerprint
 from adapterhub.compose.tuners import METHODS, Method, method_for_config, method_for_peft_type
 from adapterhub.compose.tuners.heads import iter_heads
-from adapterhub.compose.tuners.site import base_named_modules, iter_sites
+from adapterhub.compose.tuners.site import base_named_modules, building_for_load, iter_sites
 from adapterhub.errors import AdapterNotFoundError, IncompatibleAdapterError, InvalidAdapterError
 
 if TYPE_CHECKING:
@@ -272,14 +272,13 @@ def load_adapter(model: AdapterModel, source: str | Path, name: str | None = Non
             config.target_modules = _exact_regex(sites) if sites else config.target_modules
         config.modules_to_save = [_exact_regex(heads)] if heads else None
         _check_targets_exist(model, sites + heads, name)
-        model.add_adapter(name, config)
+        with building_for_load():  # every tensor is assigned just below
+            model.add_adapter(name, config)
         try:
             assign(model, name, tensors)
         except BaseException:
             model.delete_adapter(name)
             raise
-        for p in model.adapter_parameters(name):
-            p.requires_grad_(False)
         # keep the user's original target list in the config we report and save again
         loaded = model._ah_configs[name]
         if method.kind == "site" and raw.get("target_modules") is not None:

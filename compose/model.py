@@ -125,17 +125,20 @@ class AdapterModel(CompositionMixin):
             encoder = self._build_prompt_encoder(config, tokenizer)
         heads = find_heads(self, config.modules_to_save, name)
         # attach: nothing below can fail on user input
-        ref = next(self.parameters())
+        device = next(self.parameters()).device
+        added: list[nn.Module] = []
         for module, site_name, layer in built:
             site = make_site(module, self._ah_state, site_name)
-            site.ah_adapters[name] = layer.to(device=ref.device)
+            site.ah_adapters[name] = layer if _on(layer, device) else layer.to(device=device)
+            added.append(site.ah_adapters[name])
         if method.kind != "site":
-            self.ah_prompts[name] = encoder.to(device=ref.device)
+            self.ah_prompts[name] = encoder.to(device=device)
+            added.append(self.ah_prompts[name])
         for head_name in heads:
-            add_head(self.get_submodule(head_name), self._ah_state, name)
+            added.append(add_head(self.get_submodule(head_name), self._ah_state, name))
         self._ah_configs[name] = config
-        for p in self.adapter_parameters(name):
-            p.requires_grad_(False)
+        for part in added:  # frozen until train_adapter; no walk over the whole model for it
+            part.requires_grad_(False)
         if set_active:
             self.set_active(name)
 
@@ -358,6 +361,13 @@ class AdapterModel(CompositionMixin):
             return prompting.prompt_generate(self, encoders, super().forward, super().generate, kwargs)
         finally:
             state.in_generate = False
+
+
+def _on(module: nn.Module, device: torch.device) -> bool:
+    """Whether a freshly built layer already lives on ``device`` (its parameters are made together,
+    so the first one tells), in which case ``.to`` and its walk are skipped."""
+    first = next(module.parameters(), None)
+    return first is None or first.device == device
 
 
 def _batch_size(args: tuple, kwargs: dict) -> int | None:

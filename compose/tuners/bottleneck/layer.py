@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from adapterhub.compose.tuners.bottleneck.config import BottleneckConfig
-from adapterhub.compose.tuners.site import SiteAdapter
+from adapterhub.compose.tuners.site import SiteAdapter, initialising, linear
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh}
 
@@ -16,10 +16,10 @@ class BottleneckLayer(SiteAdapter):
         super().__init__()
         width = max(1, hidden // config.reduction_factor)
         self.residual = config.residual
-        self.adapter_down = nn.Linear(hidden, width)
+        self.adapter_down = linear(hidden, width)
         self.act = ACTIVATIONS[config.non_linearity]()
-        self.adapter_up = nn.Linear(width, hidden)
-        if config.init_weights:
+        self.adapter_up = linear(width, hidden)
+        if config.init_weights and initialising():
             nn.init.normal_(self.adapter_down.weight, std=1e-2)
             nn.init.zeros_(self.adapter_down.bias)
             nn.init.zeros_(self.adapter_up.weight)

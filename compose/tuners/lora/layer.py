@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from adapterhub.compose.tuners.lora.config import LoRAConfig
-from adapterhub.compose.tuners.site import SiteAdapter
+from adapterhub.compose.tuners.site import SiteAdapter, initialising, linear
 
 
 class LoRALayer(SiteAdapter):
@@ -19,10 +19,11 @@ class LoRALayer(SiteAdapter):
         self.r = config.r
         self.scaling = config.scaling
         self.fan_in_fan_out = fan_in_fan_out
-        self.lora_A = nn.Linear(in_features, config.r, bias=False)
-        self.lora_B = nn.Linear(config.r, out_features, bias=False)
+        self.lora_A = linear(in_features, config.r, bias=False)
+        self.lora_B = linear(config.r, out_features, bias=False)
         self.lora_dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
-        self.reset(config.init_lora_weights)
+        if initialising():
+            self.reset(config.init_lora_weights)
 
     @torch.no_grad()
     def reset(self, init: bool | str) -> None:
