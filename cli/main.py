@@ -6,6 +6,7 @@ import click
 
 from adapterhub import __version__
 from adapterhub.cli.adapters import pull, push, search, show, versions, yank
+from adapterhub.cli.admin import admin
 from adapterhub.cli.alias import alias
 from adapterhub.cli.auth import login, logout, whoami
 from adapterhub.cli.cache import cache
@@ -45,6 +46,6 @@ def cli(url: str | None) -> None:
     """adapterhub: push, find, pull and serve parameter-efficient adapters."""
 
 
-COMMANDS = [up, demo, seed, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, rollout, serve_model, cache, train, evaluate, ui]
+COMMANDS = [up, demo, seed, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, rollout, serve_model, cache, train, evaluate, ui, admin]
 for command in COMMANDS:
     cli.add_command(command)

@@ -50,7 +50,9 @@ def test_s3_backend_round_trip(s3_endpoint, tmp_path, presign):
         if presign:
             assert head.status_code == 302 and head.headers["x-linked-size"] == str(len(body))
             assert head.headers["x-linked-etag"] == f'"{sha(body)}"' and len(head.headers["x-repo-commit"]) == 40
-            assert httpx.get(head.headers["location"]).content == body
+            got = httpx.get(head.headers["location"])
+            assert got.content == body
+            assert got.headers["content-disposition"] == 'attachment; filename="adapter_model.safetensors"'
         else:
             assert head.status_code == 200 and head.headers["etag"] == f'"{sha(body)}"'
         if presign:  # the real client follows the presigned URL
