@@ -10,12 +10,13 @@ import logging
 import sys
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlmodel import Session, select
 
-from adapterhub.registry.server import db
+from adapterhub.registry.server import db, security
 from adapterhub.registry.server.auth import ADMIN_USER, FailureLimiter, new_token_secret
 from adapterhub.registry.server.blobstore import open_blobstore
+from adapterhub.registry.server.deps import refuse_nul
 from adapterhub.registry.server.errors import install_handlers
 from adapterhub.registry.server.models import Token, User
 from adapterhub.registry.server.rollouts import RolloutCache
@@ -84,13 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rollout_cache = RolloutCache(settings.rollout_cache_ttl_s)
     app.state.generated_admin_token, app.state.swept_temp_files = generated, swept
     install_handlers(app)
+    security.install(app, settings)
 
     @app.get("/api/v1/health", tags=["meta"])
     def health() -> dict:
         return {"status": "ok"}
 
     for module in (auth, adapters, blobs, versions, aliases, evaluations, rollouts):
-        app.include_router(module.router, prefix="/api/v1")
+        app.include_router(module.router, prefix="/api/v1", dependencies=[Depends(refuse_nul)])
     app.include_router(hf.api)
     app.include_router(hf.router)
     return app
@@ -100,6 +102,11 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None =
     """Run the registry with uvicorn; print a generated admin token once."""
     import uvicorn
 
+    settings = settings or Settings.from_env()
+    if not settings.trusted_hosts and host in security.WILDCARD_BINDS:
+        print(f"listening on all interfaces, but answering only requests for {', '.join(security.DEFAULT_TRUSTED_HOSTS)}; "
+              "set ADAPTERHUB_TRUSTED_HOSTS to the names clients use", file=sys.stderr, flush=True)
+    settings.trusted_hosts = security.trusted_hosts(settings.trusted_hosts, host)
     app = create_app(settings)
     if app.state.generated_admin_token:
         print(f"adapterhub admin token (shown once, store it): {app.state.generated_admin_token}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import threading
 import time
@@ -80,30 +81,44 @@ class Principal:
         return self.superuser or (self.scope is not None and LEVEL[self.scope] >= LEVEL[level])
 
 
-def authenticate(session: Session, text: str, admin_token: str | None) -> Principal | None:
-    """The principal a bearer token stands for, or None for an unknown/expired/revoked token."""
+class TokenRejected(Exception):
+    """A bearer token we will not honour. Only a token whose secret matched is told that it expired
+    or was revoked; anything else is "invalid", so a guesser learns nothing."""
+
+
+UNKNOWN_TOKEN = "invalid, expired or revoked token"
+
+
+def authenticate(session: Session, text: str, admin_token: str | None) -> Principal:
+    """The principal a bearer token stands for; `TokenRejected` saying why for any other token."""
     if admin_token and hmac.compare_digest(text.encode(), admin_token.encode()):
         admin = session.exec(select(User).where(User.name == ADMIN_USER)).first()
         return Principal(user=admin, superuser=True, scope="admin", namespaces=["*"])
     parts = text.split("_", 2)
     if len(parts) != 3 or parts[0] != "ah":
-        return None
+        raise TokenRejected(UNKNOWN_TOKEN)
     tok = session.exec(select(Token).where(Token.public_id == parts[1])).first()
     expected = tok.secret_hash if tok else hash_secret(_DUMMY_SALT, "")
     salt = tok.salt if tok else _DUMMY_SALT
     if not hmac.compare_digest(hash_secret(salt, parts[2]), expected) or tok is None:
-        return None
+        raise TokenRejected(UNKNOWN_TOKEN)
     if tok.revoked_at is not None:
-        return None
+        raise TokenRejected(f"token {tok.public_id} was revoked at {aware(tok.revoked_at):%Y-%m-%d %H:%M} UTC")
     if tok.expires_at is not None and aware(tok.expires_at) <= datetime.now(UTC):
-        return None
+        raise TokenRejected(f"token {tok.public_id} expired at {aware(tok.expires_at):%Y-%m-%d %H:%M} UTC")
     user = session.get(User, tok.user_id)
     superuser = bool(user and user.is_admin and tok.scope == "admin" and "*" in tok.namespaces)
     return Principal(user=user, token=tok, superuser=superuser, scope=tok.scope, namespaces=list(tok.namespaces))
 
 
 class FailureLimiter:
-    """Counts failed authentications per client address in a sliding window."""
+    """Counts failed authentications per client address in a sliding window.
+
+    Guessing tokens is hopeless anyway (256 random bits); this keeps a client that loops on a
+    bad token from costing a database look-up per request. Counts live in this process only.
+    """
+
+    MAX_CLIENTS = 50_000  # beyond this, addresses with no failure in the window are forgotten
 
     def __init__(self, limit: int, window_s: float):
         self.limit, self.window_s = limit, window_s
@@ -123,9 +138,21 @@ class FailureLimiter:
             self._trim(q, now)
             return len(q) >= self.limit
 
+    def retry_after(self, client: str) -> int:
+        """Whole seconds until ``client`` drops below the limit again (at least 1)."""
+        now = time.monotonic()
+        with self._lock:
+            q = self._fails.get(client)
+            if not q or len(q) < self.limit:
+                return 1
+            return max(1, math.ceil(q[-self.limit] + self.window_s - now))
+
     def fail(self, client: str) -> None:
         now = time.monotonic()
         with self._lock:
             q = self._fails[client]
             self._trim(q, now)
             q.append(now)
+            if len(self._fails) > self.MAX_CLIENTS:
+                for key in [k for k, v in self._fails.items() if not v or v[-1] <= now - self.window_s]:
+                    del self._fails[key]

@@ -12,6 +12,8 @@ partial blob and identical files are stored once.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import uuid
@@ -21,6 +23,33 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 CHUNK = 1024 * 1024
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class StorageError(Exception):
+    """The blob store could not do its part; ``status``/``code`` are what the API answers."""
+
+    status, code = 503, "BlobStoreUnavailable"
+
+
+class StorageFull(StorageError):
+    """No space left where blobs are written: the client may retry once an operator frees space."""
+
+    status, code = 507, "InsufficientStorage"
+
+
+class StorageUnavailable(StorageError):
+    """The bucket did not answer (down, unreachable, 5xx): transient, so 503 rather than 500."""
+
+
+@contextlib.contextmanager
+def _disk_full_as_storage_full(what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in FULL_ERRNOS:
+            raise StorageFull(f"the blob store has no space left ({what}); nothing was stored") from exc
+        raise
 
 
 class Upload:
@@ -34,21 +63,28 @@ class Upload:
         self.sha256 = ""
 
     def write(self, data: bytes) -> None:
-        self._f.write(data)
+        with _disk_full_as_storage_full("writing an upload"):
+            self._f.write(data)
         self._h.update(data)
         self.size += len(data)
 
     def close(self) -> None:
         if not self._f.closed:
-            self._f.flush()
-            os.fsync(self._f.fileno())
+            with _disk_full_as_storage_full("flushing an upload"):
+                self._f.flush()
+                os.fsync(self._f.fileno())
             self._f.close()
             self.sha256 = self._h.hexdigest()
 
     def discard(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-        self.path.unlink(missing_ok=True)
+        """Drop the temp file, even when closing it fails (a full disk fails the final flush
+        again, and a temp file left behind would keep the disk full)."""
+        try:
+            if not self._f.closed:
+                with contextlib.suppress(OSError):
+                    self._f.close()
+        finally:
+            self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> Upload:
         return self
@@ -127,7 +163,8 @@ class LocalBlobStore(BlobStore):
         if dest.exists():
             upload.path.unlink(missing_ok=True)
             return upload.sha256
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        with _disk_full_as_storage_full("creating a blob folder"):
+            dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(upload.path, dest)
         fd = os.open(dest.parent, os.O_RDONLY)
         try:
@@ -152,15 +189,38 @@ class LocalBlobStore(BlobStore):
                 yield chunk
 
 
+@contextlib.contextmanager
+def _s3_unavailable(what: str) -> Iterator[None]:
+    """Turn "the bucket did not answer" (refused, timed out, cut off, 5xx) into `StorageUnavailable`,
+    so the API answers 503 instead of a 500 with a traceback; other S3 errors pass unchanged."""
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    try:
+        yield
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if status >= 500:
+            raise StorageUnavailable(f"the blob store answered {status} while {what}; retry later") from exc
+        raise
+    except (BotoConnectionError, HTTPClientError) as exc:
+        raise StorageUnavailable(f"the blob store is unreachable while {what}; retry later ({exc})") from exc
+
+
 class S3BlobStore(BlobStore):
-    """Blobs as objects ``<prefix>/sha256/<sha256>`` in an S3-compatible bucket (boto3)."""
+    """Blobs as objects ``<prefix>/sha256/<sha256>`` in an S3-compatible bucket (boto3).
+
+    Timeouts and retries are short so that an unreachable bucket costs a request seconds, not
+    the minutes of botocore's defaults (60 s timeouts, 5 attempts), before it answers 503."""
 
     def __init__(self, bucket: str, prefix: str, tmp_dir: Path, endpoint_url: str | None, presign: bool):
         import boto3
+        from botocore.config import Config
 
         super().__init__(tmp_dir)
         self.bucket, self.prefix, self.presign = bucket, prefix.strip("/"), presign
-        self.s3 = boto3.client("s3", endpoint_url=endpoint_url)
+        config = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
+        self.s3 = boto3.client("s3", endpoint_url=endpoint_url, config=config)
 
     def key(self, sha256: str) -> str:
         return f"{self.prefix}/sha256/{sha256}" if self.prefix else f"sha256/{sha256}"
@@ -169,7 +229,8 @@ class S3BlobStore(BlobStore):
         upload.close()
         try:
             if not self.exists(upload.sha256):
-                self.s3.upload_file(str(upload.path), self.bucket, self.key(upload.sha256))
+                with _s3_unavailable("storing a blob"):
+                    self.s3.upload_file(str(upload.path), self.bucket, self.key(upload.sha256))
         finally:
             upload.path.unlink(missing_ok=True)
         return upload.sha256
@@ -178,8 +239,9 @@ class S3BlobStore(BlobStore):
         from botocore.exceptions import ClientError
 
         try:
-            self.s3.head_object(Bucket=self.bucket, Key=self.key(sha256))
-        except ClientError:
+            with _s3_unavailable("looking a blob up"):
+                self.s3.head_object(Bucket=self.bucket, Key=self.key(sha256))
+        except ClientError:  # 404, or 403 where the caller may not list the bucket
             return False
         return True
 
@@ -187,16 +249,20 @@ class S3BlobStore(BlobStore):
         if end is not None and end <= start:
             return
         rng = f"bytes={start}-" + ("" if end is None else str(end - 1))
-        body = self.s3.get_object(Bucket=self.bucket, Key=self.key(sha256), Range=rng)["Body"]
-        yield from body.iter_chunks(CHUNK)
+        with _s3_unavailable("reading a blob"):
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.key(sha256), Range=rng)["Body"]
+            yield from body.iter_chunks(CHUNK)
 
     def presigned_url(self, sha256: str, filename: str) -> str | None:
         if not self.presign:
             return None
+        from adapterhub.registry.server.responses import content_disposition  # (it imports this module)
+
         return self.s3.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": self.key(sha256),
-                    "ResponseContentDisposition": f'attachment; filename="{filename}"'},
+                    "ResponseContentDisposition": content_disposition(filename.rsplit("/", 1)[-1]),
+                    "ResponseContentType": "application/octet-stream"},
             ExpiresIn=3600,
         )
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from sqlalchemy import bindparam, update
 from sqlmodel import Session, select
 
-from adapterhub.registry.reference import SEMVER_RE, check_alias, semver_key
+from adapterhub.registry.reference import SEMVER_RE, check_alias, check_name, check_version, semver_key
 from adapterhub.registry.server.auth import Principal, aware
 from adapterhub.registry.server.errors import ApiError, not_found
 from adapterhub.registry.server.models import (
@@ -39,6 +39,7 @@ def audit(session: Session, actor: str, action: str, namespace: str = "", adapte
 
 
 def get_namespace(session: Session, principal: Principal, name: str) -> Namespace:
+    check_name(name, "namespace")
     ns = session.exec(select(Namespace).where(Namespace.name == name)).first()
     if ns is None or not principal.can_read(ns):
         raise not_found(f"namespace {name!r}")
@@ -46,7 +47,10 @@ def get_namespace(session: Session, principal: Principal, name: str) -> Namespac
 
 
 def get_adapter(session: Session, principal: Principal, ns: str, name: str) -> tuple[Namespace, Adapter]:
-    """The adapter if the caller may read it; 404 ``RepoNotFound`` otherwise (no existence leak)."""
+    """The adapter if the caller may read it; 404 ``RepoNotFound`` otherwise (no existence leak).
+    A name that no adapter can have (upper case, a look-alike letter) is refused as such (422)."""
+    check_name(ns, "namespace")
+    check_name(name, "adapter name")
     nsrow = session.exec(select(Namespace).where(Namespace.name == ns)).first()
     if nsrow is None or not principal.can_read(nsrow):
         raise not_found(f"adapter {ns}/{name}")
@@ -87,6 +91,7 @@ def refresh_latest(session: Session, adapter: Adapter) -> None:
 
 
 def get_version(session: Session, adapter: Adapter, version: str) -> Version:
+    check_version(version)
     v = session.exec(select(Version).where(Version.adapter_id == adapter.id, Version.version == version)).first()
     if v is None:
         raise ApiError(404, "RevisionNotFound", f"version {version!r} not found")
@@ -95,6 +100,8 @@ def get_version(session: Session, adapter: Adapter, version: str) -> Version:
 
 def resolve_revision(session: Session, adapter: Adapter, rev: str) -> Version:
     """A version, an alias, a 40-hex commit, or ``""``/``main`` (``stable``, else the newest)."""
+    if "\x00" in rev:  # names nothing, and PostgreSQL would refuse the look-up (HF routes reach here)
+        raise ApiError(404, "RevisionNotFound", f"no version or alias {rev!r}")
     if rev in ("", "main"):
         alias = session.exec(select(Alias).where(Alias.adapter_id == adapter.id, Alias.name == "stable")).first()
         if alias is not None:

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
-from adapterhub.registry.server.auth import FailureLimiter, Principal, authenticate
+from adapterhub.registry.server.auth import FailureLimiter, Principal, TokenRejected, authenticate
 from adapterhub.registry.server.blobstore import BlobStore
 from adapterhub.registry.server.errors import ApiError
 from adapterhub.registry.server.rollouts import RolloutCache
@@ -36,19 +36,19 @@ def _principal(request: Request, lenient: bool) -> Principal:
         if lenient:
             return Principal()
         raise ApiError(429, "RateLimited", "too many failed authentications from this address; retry later",
-                       {"Retry-After": str(int(limiter.window_s))})
+                       {"Retry-After": str(limiter.retry_after(client))})
     scheme, _, token = header.partition(" ")
-    principal = None
+    problem = "malformed Authorization header: expected 'Bearer <token>'"
     if scheme.lower() == "bearer" and token.strip():
         with Session(request.app.state.engine) as session:
-            principal = authenticate(session, token.strip(), request.app.state.settings.admin_token)
-    if principal is None:
-        limiter.fail(client)
-        if lenient:
-            return Principal()
-        raise ApiError(401, "Unauthorized", "invalid, expired or revoked token",
-                       {"WWW-Authenticate": "Bearer"})
-    return principal
+            try:
+                return authenticate(session, token.strip(), request.app.state.settings.admin_token)
+            except TokenRejected as exc:
+                problem = str(exc)
+    limiter.fail(client)
+    if lenient:
+        return Principal()
+    raise ApiError(401, "Unauthorized", problem, {"WWW-Authenticate": "Bearer"})
 
 
 async def get_principal(request: Request) -> Principal:
@@ -73,6 +73,39 @@ def require_user(principal: Annotated[Principal, Depends(get_principal)]) -> Pri
         raise ApiError(401, "Unauthorized", "this call needs a token (Authorization: Bearer <token>)",
                        {"WWW-Authenticate": "Bearer"})
     return principal
+
+
+def _nul_at(value: object, where: str) -> str | None:
+    """The place of the first NUL character in a JSON-like value (keys included), or None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if w := _nul_at(k, where) or _nul_at(v, f"{where}.{k}"):
+                return w
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if w := _nul_at(v, f"{where}.{i}"):
+                return w
+    return None
+
+
+async def refuse_nul(request: Request) -> None:
+    """No name, version, tag, text or filter of the REST API needs a NUL (U+0000), and PostgreSQL text
+    cannot hold one (the query fails), so it is refused in the path, the query and a JSON body with
+    one clear 422 before any handler runs, the same on SQLite and PostgreSQL.
+    (The HF routes do not use this: there a NUL names nothing, so they answer their usual 404.)"""
+    where = _nul_at(dict(request.path_params), "path") or _nul_at(
+        dict(request.query_params.multi_items()), "query")
+    if where is None and request.method in ("POST", "PUT", "PATCH") and request.headers.get(
+            "content-type", "").split(";")[0].strip().lower() == "application/json":
+        try:
+            body = await request.json()  # already parsed (and cached) by FastAPI for a body route
+        except ValueError:
+            body = None
+        where = _nul_at(body, "body")
+    if where is not None:
+        raise ApiError(422, "InvalidRequest", f"invalid request: {where}: NUL (\\x00) characters are not allowed")
 
 
 def get_store(request: Request) -> BlobStore:

@@ -6,13 +6,22 @@ Every error response also carries ``X-Error-Code`` / ``X-Error-Message``, which 
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapterhub.errors import InvalidReferenceError
+from adapterhub.registry.server.blobstore import StorageError
+from adapterhub.registry.server.schemas import ErrorOut
 from adapterhub.registry.server.validation import ValidationError
+
+log = logging.getLogger("adapterhub.registry")
+RETRY_AFTER_S = "5"
 
 
 class ApiError(Exception):
@@ -26,12 +35,41 @@ def not_found(what: str) -> ApiError:
 
 
 def _header_safe(text: str) -> str:
-    return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")[:500]
+    """ASCII without control characters: a NUL, CR or LF in a header value is refused by the HTTP
+    layer, which would turn a clean 4xx into a dropped response."""
+    ascii_text = text.encode("ascii", "replace").decode("ascii")
+    return "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in ascii_text)[:500]
 
 
 def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     h = {"X-Error-Code": code, "X-Error-Message": _header_safe(detail), **(headers or {})}
     return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=h)
+
+
+ERROR_DESCRIPTIONS = {
+    400: "bad request (for example, the client disconnected mid-upload)",
+    401: "missing, invalid, expired or revoked token",
+    403: "the token lacks the scope or namespace this needs",
+    404: "not found, or not readable by the caller (no existence leak)",
+    409: "conflicts with the current state (exists already, held by a rollout, not active)",
+    411: "Content-Length header missing",
+    413: "body over the upload limit or longer than its Content-Length",
+    416: "the requested byte range is not satisfiable",
+    422: "invalid input: the detail names the field and the rule",
+    429: "too many failed authentications from this address; see Retry-After",
+}
+_ERROR_HEADERS = {
+    "X-Error-Code": {"description": "the error code, as in the body", "required": True,
+                     "schema": {"type": "string"}},
+    "X-Error-Message": {"description": "the detail, ASCII-folded", "required": True, "schema": {"type": "string"}},
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries declaring, in the OpenAPI document, the error statuses a route answers
+    and their one shape (`ErrorOut`), so generated clients and the fuzzer know them in advance."""
+    return {s: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[s], "headers": _ERROR_HEADERS}
+            for s in statuses}
 
 
 STATUS_CODES = {400: "InvalidRequest", 401: "Unauthorized", 403: "Forbidden", 404: "RepoNotFound",
@@ -58,7 +96,26 @@ def install_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return error_response(422, "InvalidRequest", f"invalid request: {where}: {first.get('msg')}")
 
+    @app.exception_handler(StorageError)
+    async def _storage(_request: Request, exc: StorageError):
+        log.warning("%s: %s", exc.code, exc)
+        return error_response(exc.status, exc.code, str(exc), {"Retry-After": RETRY_AFTER_S})
+
+    async def _database(_request: Request, exc: OperationalError | InterfaceError):
+        # the database is down, restarting, unreachable or (SQLite) locked past the busy timeout:
+        # transient, so 503 with Retry-After and one log line; the pool's pre-ping reconnects after
+        log.warning("DatabaseUnavailable: %s", (str(exc.orig or exc).splitlines() or [type(exc).__name__])[0])
+        return error_response(503, "DatabaseUnavailable", "the database is unavailable; retry shortly",
+                              {"Retry-After": RETRY_AFTER_S})
+
+    app.add_exception_handler(OperationalError, _database)
+    app.add_exception_handler(InterfaceError, _database)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers a non-UTF-8 JSON body with a vague 400, a body that is not JSON with 422:
+            # one status and a specific message for both
+            return error_response(422, "InvalidRequest", f"invalid request: body: not UTF-8 ({exc.__cause__.reason})")
         code = STATUS_CODES.get(exc.status_code, "Error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))

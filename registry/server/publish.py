@@ -54,6 +54,7 @@ def manifest_commit(ns: str, name: str, version: str, files: list[FileEntry]) ->
 def _check_files(files: list[FileEntry]) -> None:
     if not files:
         raise val.ValidationError("InvalidManifest", "a version needs at least one file")
+    val.check_file_count(len(files))
     seen: set[str] = set()
     for f in files:
         val.check_path(f.path)
@@ -84,6 +85,8 @@ def _read_contents(store: BlobStore, files: list[FileEntry]) -> dict[str, dict]:
             if f.size > MAX_JSON:
                 raise val.ValidationError("InvalidManifest", f"{f.path} is {f.size} bytes; the limit is {MAX_JSON}")
             parsed[JSON_FILES[f.path]] = val.parse_json_object(f.path, store.read(f.sha256))
+            if f.path == "adapter_config.json":
+                val.check_adapter_config(parsed["config"])
         elif f.path.lower().endswith(".safetensors"):
             n = val.safetensors_header_length(f.path, store.read(f.sha256, 0, 8), f.size)
             val.check_safetensors_header(f.path, store.read(f.sha256, 8, 8 + n), f.size)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterator
 from urllib.parse import quote
 
 from fastapi import Request
@@ -67,5 +69,24 @@ def blob_response(request: Request, store: BlobStore, sha256: str, size: int, fi
     h["Content-Length"] = str(max(0, end - start + 1))
     if request.method == "HEAD":
         return Response(status_code=status, headers=h, media_type="application/octet-stream"), False
-    body = store.iter_bytes(sha256, start, end + 1)
+    body = _opened(store.iter_bytes(sha256, start, end + 1))
     return StreamingResponse(body, status_code=status, headers=h, media_type="application/octet-stream"), start == 0
+
+
+def _opened(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Read the first chunk now, before the status line goes out: a store that cannot open the
+    blob (bucket unreachable, file gone) then fails the request with a clean error status
+    instead of cutting off a 200 response mid-body."""
+    first = next(chunks, None)
+    return chunks if first is None else itertools.chain((first,), chunks)
+
+
+_BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+# What `blob_response` answers, for the OpenAPI document of the routes that return it
+# (``response_class=Response`` there, so FastAPI does not also advertise a JSON 200).
+FILE_RESPONSES: dict[int | str, dict] = {
+    200: {"description": "the file's bytes (no body on HEAD)", "content": _BYTES},
+    206: {"description": "the requested range (``Range: bytes=N-M``), with Content-Range", "content": _BYTES},
+    304: {"description": "unchanged: If-None-Match matched the ETag"},
+    416: {"description": "the range is not satisfiable; Content-Range gives the size"},
+}

@@ -5,9 +5,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Scope = Literal["read", "write", "admin"]
+# Text inputs carry ``max_length`` = the width of their column (models.py): PostgreSQL refuses a
+# longer value, SQLite would keep it, so both now answer 422 alike.
+# Inputs with floats refuse NaN and ±Infinity (Python's JSON parser accepts them): stored, they made
+# every later read of the row fail to serialise or overflow.
+FINITE = ConfigDict(allow_inf_nan=False)
+# Per-batch bounds on rollout outcome counters: far above any real traffic, far below what the
+# BIGINT counters (summed over many reports) and the variance arithmetic (squares) can hold.
+MAX_COUNT = 10**9
+MAX_SUM = 1e15
+
+
+class ErrorOut(BaseModel):
+    """Every error body (see `errors.error_response`): one line for people, a code for programs."""
+
+    detail: str = Field(examples=["adapter acme/x not found (or you may not read it)"])
+    code: str = Field(examples=["RepoNotFound"])
 
 
 class UserCreate(BaseModel):
@@ -23,7 +39,7 @@ class TokenCreate(BaseModel):
     scope: Scope = "read"
     namespaces: list[str] = Field(default_factory=lambda: ["*"], examples=[["alice"]])
     expires_at: datetime | None = None
-    name: str = Field(default="", examples=["laptop"])
+    name: str = Field(default="", max_length=200, examples=["laptop"])
 
 
 class TokenCreated(BaseModel):
@@ -58,20 +74,20 @@ class AdapterCreate(BaseModel):
     namespace: str = Field(examples=["acme"])
     name: str = Field(examples=["sentiment"])
     description: str = ""
-    task: str = ""
-    method: str = ""
-    base_model: str = ""
+    task: str = Field(default="", max_length=200)
+    method: str = Field(default="", max_length=64)
+    base_model: str = Field(default="", max_length=300)
     tags: list[str] = Field(default_factory=list)
-    license: str = ""
+    license: str = Field(default="", max_length=100)
 
 
 class AdapterUpdate(BaseModel):
     description: str | None = None
-    task: str | None = None
-    method: str | None = None
-    base_model: str | None = None
+    task: str | None = Field(default=None, max_length=200)
+    method: str | None = Field(default=None, max_length=64)
+    base_model: str | None = Field(default=None, max_length=300)
     tags: list[str] | None = None
-    license: str | None = None
+    license: str | None = Field(default=None, max_length=100)
 
 
 class AdapterSummary(BaseModel):
@@ -117,14 +133,16 @@ class FileEntry(BaseModel):
 
 
 class VersionCreate(BaseModel):
-    version: str = Field(examples=["1.0.0"])
+    version: str = Field(max_length=300, examples=["1.0.0"])
     files: list[FileEntry]
     alias: str | None = Field(default=None, examples=["stable"])
 
 
 class EvaluationCreate(BaseModel):
-    dataset: str = Field(examples=["sst2"])
-    dataset_sha256: str = ""
+    model_config = FINITE
+
+    dataset: str = Field(max_length=300, examples=["sst2"])
+    dataset_sha256: str = Field(default="", max_length=64)
     metrics: dict[str, float] = Field(examples=[{"accuracy": 0.91}])
 
 
@@ -199,6 +217,8 @@ class RolloutSchedule(BaseModel):
     """Automatic step-up: to the next of ``steps`` once a step has lasted ``min_duration_s`` and the
     canary served ``min_requests`` in it; the step that reaches 100 promotes."""
 
+    model_config = FINITE
+
     steps: list[float] = Field(examples=[[5, 25, 50, 100]])
     min_duration_s: float = Field(default=600.0, ge=0)
     min_requests: int = Field(default=100, ge=0)
@@ -215,6 +235,8 @@ class RolloutThresholds(BaseModel):
     """When to roll back: errors (one-sided two-proportion z-test), latency and quality regressions,
     each only once both arms have ``min_requests`` (quality: scored requests)."""
 
+    model_config = FINITE
+
     p_value: float = Field(default=0.01, gt=0, lt=0.5)
     min_requests: int = Field(default=100, ge=1)
     latency_tolerance: float = Field(default=0.2, ge=0)
@@ -222,6 +244,8 @@ class RolloutThresholds(BaseModel):
 
 
 class RolloutCreate(BaseModel):
+    model_config = FINITE
+
     alias: str = Field(examples=["prod"])
     canary_version: str = Field(examples=["1.1.0"])
     weight: float = Field(ge=0, le=100, examples=[10])
@@ -230,6 +254,8 @@ class RolloutCreate(BaseModel):
 
 
 class RolloutStep(BaseModel):
+    model_config = FINITE
+
     weight: float = Field(ge=0, le=100, examples=[50])
 
 
@@ -240,13 +266,15 @@ class RolloutNote(BaseModel):
 class OutcomeBatch(BaseModel):
     """Counters of one arm over a batch of requests (latencies in seconds; quality higher is better)."""
 
+    model_config = FINITE
+
     arm: Arm
-    requests: int = Field(ge=0)
-    errors: int = Field(default=0, ge=0)
-    latency_sum: float = Field(default=0.0, ge=0)
-    latency_sq_sum: float = Field(default=0.0, ge=0)
-    quality_sum: float = 0.0
-    quality_n: int = Field(default=0, ge=0)
+    requests: int = Field(ge=0, le=MAX_COUNT)
+    errors: int = Field(default=0, ge=0, le=MAX_COUNT)
+    latency_sum: float = Field(default=0.0, ge=0, le=MAX_SUM)
+    latency_sq_sum: float = Field(default=0.0, ge=0, le=MAX_SUM)
+    quality_sum: float = Field(default=0.0, ge=-MAX_SUM, le=MAX_SUM)
+    quality_n: int = Field(default=0, ge=0, le=MAX_COUNT)
 
     @model_validator(mode="after")
     def _consistent(self) -> OutcomeBatch:

@@ -14,6 +14,8 @@ from adapterhub.registry.server.errors import ApiError
 from adapterhub.registry.server.models import Adapter, Namespace
 from adapterhub.registry.server.schemas import AdapterPage
 
+MAX_OFFSET = 2**63 - 1
+
 
 def _visible(principal: Principal):
     if principal.superuser or (principal.user is not None and principal.user.is_admin and "*" in principal.namespaces):
@@ -74,7 +76,9 @@ def search(session: Session, principal: Principal, *, q: str = "", base_model: s
     try:
         offset = int(cursor) if cursor else 0
     except ValueError:
-        raise ApiError(422, "InvalidRequest", f"bad cursor {cursor!r}") from None
+        offset = -1
+    if not 0 <= offset <= MAX_OFFSET:  # the databases refuse a negative or over-64-bit OFFSET
+        raise ApiError(422, "InvalidRequest", f"bad cursor {cursor!r}")
     if sort == "newest":
         stmt = stmt.order_by(Adapter.created_at.desc(), Adapter.id.desc())
     elif sort == "downloads":

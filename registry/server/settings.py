@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -29,20 +30,30 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _words(value: str | None) -> list[str]:
+    """``"a, b c"`` -> ``["a", "b", "c"]`` (lists in variables: commas or spaces)."""
+    return [w for w in (value or "").replace(",", " ").split() if w]
+
+
 @dataclass
 class Settings:
     """Everything the server needs to know; nothing else reads the environment."""
 
     home: Path
-    database_url: str
+    database_url: str = field(repr=False)  # may carry a password
     blob_url: str
-    admin_token: str | None = None
+    admin_token: str | None = field(default=None, repr=False)  # a secret: never in a repr or a log
     max_upload_bytes: int = 2 * 1024**3
     auth_fail_limit: int = 20
     auth_fail_window_s: float = 60.0
     s3_endpoint_url: str | None = None
     s3_presign: bool = False
     rollout_cache_ttl_s: float = 1.0
+    trusted_hosts: list[str] = field(default_factory=list)  # empty: loopback names + the bound address
+    cors_origins: list[str] = field(default_factory=list)  # empty: no cross-origin reads
+    rate_limit: float = 0.0  # requests a second per client address, per process; 0 = off
+    rate_burst: int = 0  # 0: twice the rate (at least 10)
+    max_request_bytes: int = 16 * 1024**2  # any body but a blob upload
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,7 +72,13 @@ class Settings:
             s3_endpoint_url=env.get("ADAPTERHUB_S3_ENDPOINT_URL") or None,
             s3_presign=(env.get("ADAPTERHUB_S3_PRESIGN") or "").lower() in ("1", "true", "yes"),
             rollout_cache_ttl_s=float(env.get("ADAPTERHUB_ROLLOUT_CACHE_TTL") or 1.0),
+            trusted_hosts=_words(env.get("ADAPTERHUB_TRUSTED_HOSTS")),
+            cors_origins=_words(env.get("ADAPTERHUB_CORS_ORIGINS")),
+            rate_limit=float(env.get("ADAPTERHUB_RATE_LIMIT") or 0.0),
+            rate_burst=int(env.get("ADAPTERHUB_RATE_BURST") or 0),
+            max_request_bytes=int(env.get("ADAPTERHUB_MAX_REQUEST_BYTES") or 16 * 1024**2),
         )
 
     def __post_init__(self) -> None:
         self.database_url = normalize_database_url(self.database_url)
+        self.rate_burst = self.rate_burst or max(10, math.ceil(2 * self.rate_limit))

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import re
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+from adapterhub.registry.limits import MAX_FILES_PER_VERSION, PICKLE_SUFFIXES
+
+PEFT_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_HEADER = 100 * 1024 * 1024
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
@@ -51,6 +53,37 @@ def check_not_pickle(path: str) -> None:
             f"refused {path!r}: pickle-based weights ({', '.join(PICKLE_SUFFIXES)}) can run code; "
             "save them as safetensors",
         )
+
+
+def check_file_count(count: int) -> None:
+    if count > MAX_FILES_PER_VERSION:
+        raise ValidationError(
+            "TooManyFiles", f"a version may hold at most {MAX_FILES_PER_VERSION} files, this one lists {count}"
+        )
+
+
+def check_adapter_config(cfg: dict) -> dict:
+    """The fields every consumer of ``adapter_config.json`` relies on, checked without knowing the method.
+
+    Any well-formed ``peft_type`` is accepted (PEFT adds methods faster than we do, and vLLM or
+    PEFT may load ones our engine lacks); a rank is refused unless it is a positive integer,
+    which every PEFT method with an ``r`` requires.
+    """
+    peft_type = cfg.get("peft_type")
+    if peft_type is not None and not (isinstance(peft_type, str) and PEFT_TYPE_RE.match(peft_type)):
+        raise ValidationError(
+            "InvalidManifest", f"adapter_config.json: peft_type {peft_type!r} is not a method name such as 'LORA'"
+        )
+    r = cfg.get("r")
+    if r is not None and (not isinstance(r, int) or isinstance(r, bool) or r <= 0):
+        raise ValidationError("InvalidManifest", f"adapter_config.json: r must be a positive integer, got {r!r}")
+    targets = cfg.get("target_modules")
+    if targets is not None and not (isinstance(targets, str) or (
+            isinstance(targets, list) and all(isinstance(t, str) for t in targets))):
+        raise ValidationError(
+            "InvalidManifest", f"adapter_config.json: target_modules must be a string or a list of strings, got {targets!r}"
+        )
+    return cfg
 
 
 def check_sha256(value: str) -> str:

@@ -9,20 +9,9 @@ import pytest
 import torch
 
 import adapterhub as ah
+from tests.helpers.model_state import assert_model_unchanged as _unchanged
+from tests.helpers.model_state import model_snapshot as _snapshot
 from tests.helpers.tiny import batch, build, llama_config
-
-
-def _snapshot(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}, tuple(model.adapters)
-
-
-def _unchanged(model, snap):
-    state, names = snap
-    assert tuple(model.adapters) == names
-    now = model.state_dict()
-    assert set(now) == set(state)
-    for key, value in state.items():
-        assert torch.equal(now[key], value)
 
 
 def _saved(tmp_path, arch="llama-causal", **kw):

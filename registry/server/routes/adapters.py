@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from sqlmodel import select
 
-from adapterhub.registry.reference import SEMVER_RE, check_name
+from adapterhub.registry.reference import SEMVER_RE, check_alias, check_name, check_version
 from adapterhub.registry.server.auth import aware
 from adapterhub.registry.server.canary import arm_for
 from adapterhub.registry.server.crud import audit, get_adapter, require, resolve_revision, summaries
 from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, RolloutCacheDep, SessionDep
-from adapterhub.registry.server.errors import ApiError, not_found
+from adapterhub.registry.server.errors import ApiError, error_responses, not_found
 from adapterhub.registry.server.models import Adapter, AuditLog, Namespace
 from adapterhub.registry.server.schemas import (
     AdapterCreate,
@@ -22,7 +22,7 @@ from adapterhub.registry.server.schemas import (
 )
 from adapterhub.registry.server.search import search
 
-router = APIRouter(prefix="/adapters", tags=["adapters"])
+router = APIRouter(prefix="/adapters", tags=["adapters"], responses=error_responses(401, 404, 422, 429))
 
 
 def _tags(tags: list[str]) -> tuple[list[str], str]:
@@ -46,7 +46,7 @@ def list_adapters(
                   namespace=namespace, sort=sort, limit=limit, cursor=cursor)
 
 
-@router.post("", response_model=AdapterSummary, status_code=201)
+@router.post("", response_model=AdapterSummary, status_code=201, responses=error_responses(403, 409))
 def create_adapter(body: AdapterCreate, session: SessionDep, principal: CurrentUser) -> AdapterSummary:
     check_name(body.namespace, "namespace")
     check_name(body.name, "adapter name")
@@ -73,7 +73,7 @@ def read_adapter(ns: str, name: str, session: SessionDep, principal: PrincipalDe
     return summaries(session, [(adapter, nsrow)])[0]
 
 
-@router.patch("/{ns}/{name}", response_model=AdapterSummary)
+@router.patch("/{ns}/{name}", response_model=AdapterSummary, responses=error_responses(403))
 def update_adapter(ns: str, name: str, body: AdapterUpdate, session: SessionDep,
                    principal: CurrentUser) -> AdapterSummary:
     nsrow, adapter = get_adapter(session, principal, ns, name)
@@ -98,6 +98,10 @@ def resolve(ns: str, name: str, session: SessionDep, principal: PrincipalDep, ca
     rev = ref[1:] if ref[:1] in ("@", ":") else ref
     if ref.startswith("@") and not rev:
         raise ApiError(422, "InvalidName", "empty version after '@'")
+    if ref.startswith("@"):
+        check_version(rev)
+    elif ref.startswith(":"):
+        check_alias(rev)
     alias = _alias_of(ref, rev)
     live = cache.get(session, adapter.id, alias) if alias else None
     if live is not None:

@@ -20,11 +20,13 @@ from adapterhub.registry.server.crud import (
     set_alias,
 )
 from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep
+from adapterhub.registry.server.errors import error_responses
 from adapterhub.registry.server.models import Alias, Version
 from adapterhub.registry.server.rollouts import guard_alias
 from adapterhub.registry.server.schemas import AliasHistoryEntry, AliasOut, AliasSet
 
-router = APIRouter(prefix="/adapters/{ns}/{name}/aliases", tags=["aliases"])
+router = APIRouter(prefix="/adapters/{ns}/{name}/aliases", tags=["aliases"],
+                   responses=error_responses(401, 404, 422, 429))
 
 
 @router.get("", response_model=dict[str, str])
@@ -35,7 +37,7 @@ def list_aliases(ns: str, name: str, session: SessionDep, principal: PrincipalDe
     return dict(rows)
 
 
-@router.put("/{alias}", response_model=AliasOut)
+@router.put("/{alias}", response_model=AliasOut, responses=error_responses(403, 409))
 def put_alias(ns: str, name: str, alias: str, body: AliasSet, session: SessionDep,
               principal: CurrentUser) -> AliasOut:
     check_alias(alias)
@@ -48,7 +50,7 @@ def put_alias(ns: str, name: str, alias: str, body: AliasSet, session: SessionDe
     return AliasOut(alias=alias, version=body.version)
 
 
-@router.delete("/{alias}", status_code=204)
+@router.delete("/{alias}", status_code=204, responses=error_responses(403, 409))
 def remove_alias(ns: str, name: str, alias: str, session: SessionDep, principal: CurrentUser) -> Response:
     nsrow, adapter = get_adapter(session, principal, ns, name)
     require(principal, "write", nsrow)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from sqlmodel import select
 
 from adapterhub.registry.reference import check_name
 from adapterhub.registry.server.auth import LEVEL, aware, new_token_secret
 from adapterhub.registry.server.crud import audit, get_namespace, user_by_name
 from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep
-from adapterhub.registry.server.errors import ApiError
+from adapterhub.registry.server.errors import ApiError, error_responses
 from adapterhub.registry.server.models import Namespace, Token, User, utcnow
 from adapterhub.registry.server.schemas import (
     NamespaceCreate,
@@ -24,7 +25,8 @@ from adapterhub.registry.server.schemas import (
     WhoAmI,
 )
 
-router = APIRouter(tags=["auth"])
+MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist (and PostgreSQL refuses it)
+router = APIRouter(tags=["auth"], responses=error_responses(401, 422, 429))
 
 
 @router.get("/whoami", response_model=WhoAmI)
@@ -36,7 +38,7 @@ def whoami(principal: CurrentUser) -> WhoAmI:
     )
 
 
-@router.post("/users", response_model=UserPublic, status_code=201)
+@router.post("/users", response_model=UserPublic, status_code=201, responses=error_responses(403, 409))
 def create_user(body: UserCreate, session: SessionDep, principal: CurrentUser) -> UserPublic:
     """Admin only: a user and the namespace of the same name, owned by them."""
     if not principal.superuser:
@@ -53,7 +55,7 @@ def create_user(body: UserCreate, session: SessionDep, principal: CurrentUser) -
     return UserPublic(name=user.name)
 
 
-@router.post("/tokens", response_model=TokenCreated, status_code=201)
+@router.post("/tokens", response_model=TokenCreated, status_code=201, responses=error_responses(403))
 def create_token(body: TokenCreate, session: SessionDep, principal: CurrentUser) -> TokenCreated:
     """Admins issue any token; a user may issue themselves one within the scopes they hold."""
     user = user_by_name(session, body.user)
@@ -85,8 +87,8 @@ def create_token(body: TokenCreate, session: SessionDep, principal: CurrentUser)
     return TokenCreated(id=tok.id, token=text)
 
 
-@router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(token_id: int, session: SessionDep, principal: CurrentUser) -> Response:
+@router.delete("/tokens/{token_id}", status_code=204, responses=error_responses(404))
+def revoke_token(token_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep, principal: CurrentUser) -> Response:
     tok = session.get(Token, token_id)
     if tok is None or not (principal.superuser or (principal.user and tok.user_id == principal.user.id)):
         raise ApiError(404, "NotFound", f"no token {token_id}")
@@ -98,7 +100,8 @@ def revoke_token(token_id: int, session: SessionDep, principal: CurrentUser) -> 
     return Response(status_code=204)
 
 
-@router.post("/namespaces", response_model=NamespacePublic, status_code=201)
+@router.post("/namespaces", response_model=NamespacePublic, status_code=201,
+             responses=error_responses(403, 409))
 def create_namespace(body: NamespaceCreate, session: SessionDep, principal: CurrentUser) -> NamespacePublic:
     if not principal.has_scope("write"):
         raise ApiError(403, "Forbidden", "creating a namespace needs a write scope")
@@ -114,7 +117,7 @@ def create_namespace(body: NamespaceCreate, session: SessionDep, principal: Curr
                            created_at=aware(ns.created_at))
 
 
-@router.get("/namespaces/{ns}", response_model=NamespacePublic)
+@router.get("/namespaces/{ns}", response_model=NamespacePublic, responses=error_responses(404))
 def read_namespace(ns: str, session: SessionDep, principal: PrincipalDep) -> NamespacePublic:
     row = get_namespace(session, principal, ns)
     owner = session.get(User, row.owner_id) if row.owner_id else None

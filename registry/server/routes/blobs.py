@@ -9,14 +9,15 @@ from sqlmodel import Session, select
 from starlette.requests import ClientDisconnect
 
 from adapterhub.registry.server.auth import Principal
+from adapterhub.registry.server.blobstore import StorageFull, Upload
 from adapterhub.registry.server.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
-from adapterhub.registry.server.errors import ApiError
+from adapterhub.registry.server.errors import ApiError, error_responses
 from adapterhub.registry.server.models import Blob
 from adapterhub.registry.server.publish import record_blob
 from adapterhub.registry.server.schemas import BlobOut, BlobsMissingIn, BlobsMissingOut
 from adapterhub.registry.server.validation import check_sha256
 
-router = APIRouter(prefix="/blobs", tags=["blobs"])
+router = APIRouter(prefix="/blobs", tags=["blobs"], responses=error_responses(401, 403, 422, 429))
 
 
 def _need_write(principal: Principal) -> None:
@@ -33,11 +34,17 @@ def missing(body: BlobsMissingIn, session: SessionDep, principal: CurrentUser) -
 
 
 @router.put("/{sha256}", response_model=BlobOut, status_code=201,
-            responses={200: {"model": BlobOut, "description": "already present"}})
+            responses={200: {"model": BlobOut, "description": "already present"}, **error_responses(400, 411, 413)})
 async def upload(sha256: str, request: Request, principal: CurrentUser, store: StoreDep,
                  settings: SettingsDep) -> JSONResponse:
     _need_write(principal)
     check_sha256(sha256)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        # we never inflate an upload (no bomb can expand here), and storing the encoded bytes
+        # would serve something other than what the uploader meant
+        raise ApiError(415, "UnsupportedEncoding",
+                       f"Content-Encoding {encoding!r} is not accepted: send the blob's raw bytes")
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise ApiError(411, "LengthRequired", "send the blob with a Content-Length header")
@@ -46,26 +53,47 @@ async def upload(sha256: str, request: Request, principal: CurrentUser, store: S
         raise ApiError(413, "TooLarge", f"blob of {declared} bytes exceeds the limit of {settings.max_upload_bytes}")
     up = store.upload()
     try:
-        async for chunk in request.stream():
-            up.write(chunk)
-            if up.size > declared:
-                raise ApiError(413, "TooLarge", f"body is longer than its Content-Length {declared}")
+        await _receive(request, up, declared)
+        await run_in_threadpool(up.close)
     except ClientDisconnect:
         up.discard()
         raise ApiError(400, "SizeMismatch", "the client disconnected mid-upload") from None
     except BaseException:
         up.discard()
         raise
-    await run_in_threadpool(up.close)
     if up.size != declared:
         up.discard()
         raise ApiError(422, "SizeMismatch", f"received {up.size} bytes, Content-Length said {declared}")
     if up.sha256 != sha256:
         up.discard()
         raise ApiError(422, "HashMismatch", f"body hashes to {up.sha256}, not {sha256}")
-    await run_in_threadpool(store.commit, up)
+    try:
+        await run_in_threadpool(store.commit, up)
+    except BaseException:
+        up.discard()
+        raise
     new = await run_in_threadpool(_record, request, sha256, up.size)
     return JSONResponse({"sha256": sha256, "size": up.size}, status_code=201 if new else 200)
+
+
+async def _receive(request: Request, up: Upload, declared: int) -> None:
+    """Stream the body into ``up``. On a full disk the partial file is dropped at once (freeing the
+    space) but the rest of the body is still read, so the client, which is still sending, gets
+    the 507 rather than a connection reset."""
+    full: StorageFull | None = None
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > declared:
+            raise ApiError(413, "TooLarge", f"body is longer than its Content-Length {declared}")
+        if full is None:
+            try:
+                up.write(chunk)
+            except StorageFull as exc:
+                full = exc
+                up.discard()
+    if full is not None:
+        raise full
 
 
 def _record(request: Request, sha256: str, size: int) -> bool:

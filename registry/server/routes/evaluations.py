@@ -7,13 +7,16 @@ from sqlmodel import select
 
 from adapterhub.registry.server.crud import audit, evaluation_out, get_adapter, get_version, require
 from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep
+from adapterhub.registry.server.errors import error_responses
 from adapterhub.registry.server.models import Evaluation, Version
 from adapterhub.registry.server.schemas import EvaluationCreate, EvaluationOut
 
-router = APIRouter(prefix="/adapters/{ns}/{name}", tags=["evaluations"])
+router = APIRouter(prefix="/adapters/{ns}/{name}", tags=["evaluations"],
+                   responses=error_responses(401, 404, 422, 429))
 
 
-@router.post("/versions/{version}/evaluations", response_model=EvaluationOut, status_code=201)
+@router.post("/versions/{version}/evaluations", response_model=EvaluationOut, status_code=201,
+             responses=error_responses(403))
 def create_evaluation(ns: str, name: str, version: str, body: EvaluationCreate, session: SessionDep,
                       principal: CurrentUser) -> EvaluationOut:
     nsrow, adapter = get_adapter(session, principal, ns, name)

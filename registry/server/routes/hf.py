@@ -12,19 +12,27 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
+from adapterhub.errors import InvalidReferenceError
 from adapterhub.registry.server.auth import aware
 from adapterhub.registry.server.crud import files_of, get_adapter, resolve_revision
 from adapterhub.registry.server.deps import HfPrincipalDep, SessionDep, StoreDep
-from adapterhub.registry.server.errors import ApiError
+from adapterhub.registry.server.errors import ApiError, error_responses
 from adapterhub.registry.server.models import Adapter, File, Namespace, Version
+from adapterhub.registry.server.responses import FILE_RESPONSES
 from adapterhub.registry.server.routes.versions import file_response
 
-router = APIRouter(tags=["huggingface"])
-api = APIRouter(prefix="/api/models/{ns}/{name}", tags=["huggingface"])
+# The OpenAPI entries only describe what the HF protocol (shared/HF_PROTOCOL.md) answers: 404 with
+# X-Error-Code RepoNotFound / RevisionNotFound / EntryNotFound; an unknown token reads as anonymous.
+router = APIRouter(tags=["huggingface"], responses=error_responses(404, 422))
+api = APIRouter(prefix="/api/models/{ns}/{name}", tags=["huggingface"], responses=error_responses(404, 422))
+RESOLVE_RESPONSES = {**FILE_RESPONSES, 302: {"description": "to a presigned bucket URL, with X-Linked-Size and X-Linked-Etag"}}
 
 
 def _target(session: Session, principal, ns: str, name: str, rev: str) -> tuple[Namespace, Adapter, Version]:
-    nsrow, adapter = get_adapter(session, principal, ns, name)
+    try:
+        nsrow, adapter = get_adapter(session, principal, ns, name)
+    except InvalidReferenceError as exc:  # HF clients understand RepoNotFound, not our 422
+        raise ApiError(404, "RepoNotFound", str(exc)) from None
     return nsrow, adapter, resolve_revision(session, adapter, rev)
 
 
@@ -53,7 +61,7 @@ def model_info(ns: str, name: str, session: SessionDep, principal: HfPrincipalDe
     return _info(session, *_target(session, principal, ns, name, "main"))
 
 
-@api.get("/revision/{rev}")
+@api.get("/revision/{rev:path}")  # HF clients send a revision with '/' (refs/pr/1) %2F-encoded
 def model_info_revision(ns: str, name: str, rev: str, session: SessionDep, principal: HfPrincipalDep) -> dict:
     return _info(session, *_target(session, principal, ns, name, rev))
 
@@ -94,7 +102,9 @@ def tree(ns: str, name: str, rev: str, session: SessionDep, principal: HfPrincip
     return entries
 
 
-@router.api_route("/{ns}/{name}/resolve/{rev}/{path:path}", methods=["GET", "HEAD"])
+# HEAD registered explicitly (HF_PROTOCOL.md), as its own route so that it has its own operationId
+@router.get("/{ns}/{name}/resolve/{rev}/{path:path}", response_class=Response, responses=RESOLVE_RESPONSES)
+@router.head("/{ns}/{name}/resolve/{rev}/{path:path}", response_class=Response, responses=RESOLVE_RESPONSES)
 def resolve_file(ns: str, name: str, rev: str, path: str, request: Request, session: SessionDep,
                  principal: HfPrincipalDep, store: StoreDep) -> Response:
     _nsrow, _adapter, v = _target(session, principal, ns, name, rev)

@@ -16,7 +16,7 @@ from adapterhub.registry.reference import check_alias
 from adapterhub.registry.server import rollouts
 from adapterhub.registry.server.crud import get_adapter, lock_adapter, require
 from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, RolloutCacheDep, SessionDep
-from adapterhub.registry.server.errors import ApiError
+from adapterhub.registry.server.errors import ApiError, error_responses
 from adapterhub.registry.server.models import Namespace, Rollout
 from adapterhub.registry.server.schemas import (
     OutcomeReport,
@@ -26,10 +26,12 @@ from adapterhub.registry.server.schemas import (
     RolloutStep,
 )
 
-router = APIRouter(prefix="/adapters/{ns}/{name}/rollouts", tags=["rollouts"])
+router = APIRouter(prefix="/adapters/{ns}/{name}/rollouts", tags=["rollouts"],
+                   responses=error_responses(401, 404, 422, 429))
+WRITE_ERRORS = error_responses(403, 409)
 
 
-@router.post("", response_model=RolloutOut, status_code=201)
+@router.post("", response_model=RolloutOut, status_code=201, responses=WRITE_ERRORS)
 def start_rollout(ns: str, name: str, body: RolloutCreate, session: SessionDep, principal: CurrentUser,
                   cache: RolloutCacheDep) -> RolloutOut:
     check_alias(body.alias)
@@ -96,41 +98,41 @@ def _do(action: str, principal, weight: float | None = None, reason: str = "") -
         session, principal.name, nsrow, adapter, row, action, weight, reason)
 
 
-@router.post("/{alias}/step", response_model=RolloutOut)
+@router.post("/{alias}/step", response_model=RolloutOut, responses=WRITE_ERRORS)
 def step(ns: str, name: str, alias: str, body: RolloutStep, session: SessionDep, principal: CurrentUser,
          cache: RolloutCacheDep) -> RolloutOut:
     """Set the canary weight by hand (0-100; raising it keeps every key already on the canary there)."""
     return _manual(ns, name, alias, session, principal, cache, _do("step", principal, body.weight))
 
 
-@router.post("/{alias}/pause", response_model=RolloutOut)
+@router.post("/{alias}/pause", response_model=RolloutOut, responses=WRITE_ERRORS)
 def pause(ns: str, name: str, alias: str, session: SessionDep, principal: CurrentUser,
           cache: RolloutCacheDep, body: RolloutNote | None = None) -> RolloutOut:
     """Hold the split where it is: no automatic step-up (a regression still rolls back)."""
     return _manual(ns, name, alias, session, principal, cache, _do("pause", principal, reason=_why(body)))
 
 
-@router.post("/{alias}/resume", response_model=RolloutOut)
+@router.post("/{alias}/resume", response_model=RolloutOut, responses=WRITE_ERRORS)
 def resume(ns: str, name: str, alias: str, session: SessionDep, principal: CurrentUser,
            cache: RolloutCacheDep, body: RolloutNote | None = None) -> RolloutOut:
     return _manual(ns, name, alias, session, principal, cache, _do("resume", principal, reason=_why(body)))
 
 
-@router.post("/{alias}/promote", response_model=RolloutOut)
+@router.post("/{alias}/promote", response_model=RolloutOut, responses=WRITE_ERRORS)
 def promote(ns: str, name: str, alias: str, session: SessionDep, principal: CurrentUser,
             cache: RolloutCacheDep, body: RolloutNote | None = None) -> RolloutOut:
     """Point the alias at the canary version and end the rollout."""
     return _manual(ns, name, alias, session, principal, cache, _do("promote", principal, reason=_why(body)))
 
 
-@router.post("/{alias}/rollback", response_model=RolloutOut)
+@router.post("/{alias}/rollback", response_model=RolloutOut, responses=WRITE_ERRORS)
 def rollback(ns: str, name: str, alias: str, session: SessionDep, principal: CurrentUser,
              cache: RolloutCacheDep, body: RolloutNote | None = None) -> RolloutOut:
     """Send all traffic back to stable (weight 0) and end the rollout; the alias does not move."""
     return _manual(ns, name, alias, session, principal, cache, _do("rollback", principal, reason=_why(body)))
 
 
-@router.post("/{alias}/outcomes", response_model=RolloutOut)
+@router.post("/{alias}/outcomes", response_model=RolloutOut, responses=WRITE_ERRORS)
 def report_outcomes(ns: str, name: str, alias: str, body: OutcomeReport, session: SessionDep,
                     principal: CurrentUser, cache: RolloutCacheDep) -> RolloutOut:
     """Add per-arm counters of served requests, then apply the rules."""

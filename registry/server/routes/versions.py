@@ -19,16 +19,17 @@ from adapterhub.registry.server.crud import (
     versions_newest_first,
 )
 from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep, StoreDep
-from adapterhub.registry.server.errors import ApiError
+from adapterhub.registry.server.errors import ApiError, error_responses
 from adapterhub.registry.server.models import File, Version
 from adapterhub.registry.server.publish import publish
-from adapterhub.registry.server.responses import blob_response
+from adapterhub.registry.server.responses import FILE_RESPONSES, blob_response
 from adapterhub.registry.server.schemas import VersionCreate, VersionOut, YankIn
 
-router = APIRouter(prefix="/adapters/{ns}/{name}/versions", tags=["versions"])
+router = APIRouter(prefix="/adapters/{ns}/{name}/versions", tags=["versions"],
+                   responses=error_responses(401, 404, 422, 429))
 
 
-@router.post("", response_model=VersionOut, status_code=201)
+@router.post("", response_model=VersionOut, status_code=201, responses=error_responses(403, 409))
 def create_version(ns: str, name: str, body: VersionCreate, session: SessionDep, principal: CurrentUser,
                    store: StoreDep) -> VersionOut:
     nsrow, adapter = get_adapter(session, principal, ns, name)
@@ -58,7 +59,8 @@ def counts_as_download(session: Session, v: Version, path: str) -> bool:
 
 def file_response(request: Request, session: Session, store, v: Version, path: str,
                   headers: dict[str, str] | None = None) -> Response:
-    f = session.exec(select(File).where(File.version_id == v.id, File.path == path)).first()
+    # a NUL names no file, and PostgreSQL would refuse the look-up (the HF resolve route reaches here)
+    f = None if "\x00" in path else session.exec(select(File).where(File.version_id == v.id, File.path == path)).first()
     if f is None:
         raise ApiError(404, "EntryNotFound", f"version {v.version} has no file {path!r}", headers)
     response, from_start = blob_response(request, store, f.sha256, f.size, f.path, headers)
@@ -68,7 +70,9 @@ def file_response(request: Request, session: Session, store, v: Version, path: s
     return response
 
 
-@router.api_route("/{version}/files/{path:path}", methods=["GET", "HEAD"])
+# GET and HEAD as two routes: one ``api_route`` for both gives them one operationId, picked by set order
+@router.get("/{version}/files/{path:path}", response_class=Response, responses=FILE_RESPONSES)
+@router.head("/{version}/files/{path:path}", response_class=Response, responses=FILE_RESPONSES)
 def download_file(ns: str, name: str, version: str, path: str, request: Request, session: SessionDep,
                   principal: PrincipalDep, store: StoreDep) -> Response:
     _nsrow, adapter = get_adapter(session, principal, ns, name)
@@ -90,11 +94,11 @@ def _set_yank(ns: str, name: str, version: str, session: Session, principal, yan
     return version_out(session, v)
 
 
-@router.post("/{version}/yank", response_model=VersionOut)
+@router.post("/{version}/yank", response_model=VersionOut, responses=error_responses(403))
 def yank(ns: str, name: str, version: str, body: YankIn, session: SessionDep, principal: CurrentUser) -> VersionOut:
     return _set_yank(ns, name, version, session, principal, True, body.reason)
 
 
-@router.post("/{version}/unyank", response_model=VersionOut)
+@router.post("/{version}/unyank", response_model=VersionOut, responses=error_responses(403))
 def unyank(ns: str, name: str, version: str, session: SessionDep, principal: CurrentUser) -> VersionOut:
     return _set_yank(ns, name, version, session, principal, False, None)
