@@ -84,12 +84,12 @@ class RowPlan:
             idx = torch.tensor([slots.get(n, 0) if n else 0 for n in self.lora]).repeat_interleave(rep).to(x.device)
             self._index_cache[key] = idx
         rows, width = x.shape[0], x.shape[-1]
-        x3 = x.reshape(rows, -1, width).to(bank.A.dtype)
-        h = torch.bmm(x3, bank.A.index_select(0, idx).transpose(1, 2))  # (rows, tokens, r)
+        x3 = x.reshape(rows, -1, width).to(bank.A_t.dtype)
+        h = torch.bmm(x3, bank.A_t.index_select(0, idx))  # (rows, tokens, r)
         out3 = out.reshape(rows, -1, out.shape[-1])
         if out3.dtype != h.dtype:
-            return out + torch.bmm(h, bank.B.index_select(0, idx).transpose(1, 2)).reshape(out.shape).to(out.dtype)
-        return torch.baddbmm(out3, h, bank.B.index_select(0, idx).transpose(1, 2)).reshape(out.shape)
+            return out + torch.bmm(h, bank.B_t.index_select(0, idx)).reshape(out.shape).to(out.dtype)
+        return torch.baddbmm(out3, h, bank.B_t.index_select(0, idx)).reshape(out.shape)
 
     # ------------------------------------------------------------------ heads (modules_to_save)
     def apply_head(self, head, *args, **kwargs):
@@ -113,10 +113,15 @@ class RowPlan:
 
 
 class LoRABank:
-    """A site's LoRA adapters stacked for gathering; ``key`` says which tensor versions it holds."""
+    """A site's LoRA adapters stacked for gathering; ``key`` says which tensor versions it holds.
+
+    Stored transposed and contiguous, ``A_t`` (n+1, in, r) and ``B_t`` (n+1, r, out), so the rows'
+    gathered slots are already the right-hand operands ``bmm`` wants: no strided views per call."""
 
     def __init__(self, key: tuple, names: tuple[str, ...], A: torch.Tensor, B: torch.Tensor):
-        self.key, self.names, self.A, self.B = key, names, A, B
+        self.key, self.names = key, names
+        self.A_t = A.transpose(1, 2).contiguous()
+        self.B_t = B.transpose(1, 2).contiguous()
 
 
 def lora_bank(site) -> LoRABank | None:

@@ -104,8 +104,8 @@ def test_per_row_lora_runs_vectorised_not_per_adapter(monkeypatch):
     torch.testing.assert_close(got, torch.cat(expected), atol=1e-5, rtol=0)
     bank = model.get_submodule("model.layers.0.self_attn.q_proj")._ah_bank
     assert bank.names == ("l4", "l2")
-    assert tuple(bank.A.shape) == (3, 4, 32) and tuple(bank.B.shape) == (3, 32, 4)  # mixed ranks padded to 4
-    assert torch.count_nonzero(bank.A[0]) == 0 and torch.count_nonzero(bank.A[2, 2:]) == 0
+    assert tuple(bank.A_t.shape) == (3, 32, 4) and tuple(bank.B_t.shape) == (3, 4, 32)  # mixed ranks padded to 4
+    assert torch.count_nonzero(bank.A_t[0]) == 0 and torch.count_nonzero(bank.A_t[2, :, 2:]) == 0
 
 
 def test_per_row_bank_follows_weight_changes():
