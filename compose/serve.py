@@ -34,16 +34,16 @@ from pathlib import Path
 
 import torch
 
+from adapterhub.compose.serve_metrics import Metrics
 from adapterhub.errors import (
     AdapterHubError,
     AdapterNotFoundError,
     IncompatibleAdapterError,
     InvalidAdapterError,
+    RegistryError,
 )
 
 log = logging.getLogger("adapterhub.serve")
-
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class PromptTooLongError(AdapterHubError):
@@ -64,10 +64,29 @@ class Resolved:
     version: str
     arm: str = "stable"
     rollout_id: int | None = None
+    alias: str | None = None  # the alias whose rollout this request counts towards (None for an exact version)
 
     @property
     def exact(self) -> str:
         return f"{self.namespace}/{self.name}@{self.version}"
+
+
+def rollout_alias(ref: str) -> str | None:
+    """The alias whose rollout a request for ``ref`` belongs to.
+
+    A bare ``ns/name`` (and the HF revision ``main``) means the ``stable`` alias, so its traffic is
+    traffic of a rollout on ``stable`` and is reported there, together with ``ns/name:stable``; an
+    exact version is in no rollout.
+
+    >>> rollout_alias("acme/support"), rollout_alias("acme/support:prod"), rollout_alias("acme/support@1.0.0")
+    ('stable', 'prod', None)
+    """
+    from adapterhub.registry.reference import parse_reference
+
+    r = parse_reference(ref)
+    if r.version:
+        return None
+    return "stable" if r.alias in (None, "main") else r.alias
 
 
 @dataclass
@@ -114,78 +133,6 @@ def _model_name(exact: str) -> str:
     return f"{slug}_{hashlib.sha1(exact.encode()).hexdigest()[:8]}"
 
 
-class Metrics:
-    """Counters and a latency histogram per (adapter, arm), rendered in Prometheus text format."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)  # (adapter, arm, status)
-        self.latency_buckets: dict[tuple[str, str], list[int]] = {}
-        self.latency_sum: dict[tuple[str, str], float] = defaultdict(float)
-        self.latency_count: dict[tuple[str, str], int] = defaultdict(int)
-        self.cache: dict[tuple[str, str], int] = defaultdict(int)  # (cache, result)
-        self.batches = 0
-        self.batch_rows = 0
-
-    def observe(self, adapter: str, arm: str, status: str, seconds: float | None) -> None:
-        with self._lock:
-            self.requests[(adapter, arm, status)] += 1
-            if seconds is not None:
-                key = (adapter, arm)
-                buckets = self.latency_buckets.setdefault(key, [0] * len(LATENCY_BUCKETS))
-                for i, le in enumerate(LATENCY_BUCKETS):
-                    if seconds <= le:
-                        buckets[i] += 1
-                self.latency_sum[key] += seconds
-                self.latency_count[key] += 1
-
-    def cache_event(self, cache: str, hit: bool) -> None:
-        with self._lock:
-            self.cache[(cache, "hit" if hit else "miss")] += 1
-
-    def batch(self, rows: int) -> None:
-        with self._lock:
-            self.batches += 1
-            self.batch_rows += rows
-
-    def render(self, loaded: int, loaded_bytes: int) -> str:
-        def lbl(**kw) -> str:
-            return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in kw.items()) + "}"
-
-        out = ["# HELP adapterhub_requests_total Requests served, per adapter, arm and status.",
-               "# TYPE adapterhub_requests_total counter"]
-        with self._lock:
-            for (adapter, arm, status), n in sorted(self.requests.items()):
-                out.append(f"adapterhub_requests_total{lbl(adapter=adapter, arm=arm, status=status)} {n}")
-            out += ["# HELP adapterhub_request_latency_seconds Request latency, per adapter and arm.",
-                    "# TYPE adapterhub_request_latency_seconds histogram"]
-            for (adapter, arm), buckets in sorted(self.latency_buckets.items()):
-                for le, n in zip(LATENCY_BUCKETS, buckets, strict=True):
-                    out.append(f"adapterhub_request_latency_seconds_bucket{lbl(adapter=adapter, arm=arm, le=le)} {n}")
-                count = self.latency_count[(adapter, arm)]
-                out.append(f"adapterhub_request_latency_seconds_bucket{lbl(adapter=adapter, arm=arm, le='+Inf')} {count}")
-                out.append(f"adapterhub_request_latency_seconds_sum{lbl(adapter=adapter, arm=arm)} "
-                           f"{self.latency_sum[(adapter, arm)]:.6f}")
-                out.append(f"adapterhub_request_latency_seconds_count{lbl(adapter=adapter, arm=arm)} {count}")
-            out += ["# HELP adapterhub_cache_requests_total Cache lookups (resolve cache and adapter LRU).",
-                    "# TYPE adapterhub_cache_requests_total counter"]
-            for (cache, result), n in sorted(self.cache.items()):
-                out.append(f"adapterhub_cache_requests_total{lbl(cache=cache, result=result)} {n}")
-            out += ["# HELP adapterhub_batches_total Micro-batches run.", "# TYPE adapterhub_batches_total counter",
-                    f"adapterhub_batches_total {self.batches}",
-                    "# HELP adapterhub_batch_rows_total Rows over all micro-batches.",
-                    "# TYPE adapterhub_batch_rows_total counter", f"adapterhub_batch_rows_total {self.batch_rows}"]
-        out += ["# HELP adapterhub_adapters_loaded Adapters in memory.", "# TYPE adapterhub_adapters_loaded gauge",
-                f"adapterhub_adapters_loaded {loaded}",
-                "# HELP adapterhub_adapter_bytes Bytes of adapter weights in memory.",
-                "# TYPE adapterhub_adapter_bytes gauge", f"adapterhub_adapter_bytes {loaded_bytes}"]
-        return "\n".join(out) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 class AdapterServer:
     """One base model, an LRU of adapters, a micro-batcher and an outcome reporter (see module doc).
 
@@ -227,7 +174,8 @@ class AdapterServer:
         self._lru: OrderedDict[str, _Entry] = OrderedDict()
         self._loading: dict[str, Future] = {}
         self._resolve_cache: OrderedDict[tuple[str, str | None], tuple[float, Resolved]] = OrderedDict()
-        self._outcomes: dict[tuple[str, int, str], list[float]] = {}
+        self._resolving: dict[tuple[str, str | None], Future] = {}  # misses in flight, shared
+        self._outcomes: dict[tuple[str, str, int, str], list[float]] = {}  # (ns/name, alias, rollout, arm)
         self._outcome_lock = threading.Lock()
         self._loader = ThreadPoolExecutor(max_workers=loader_threads, thread_name_prefix="adapterhub-load")
         self._queue: queue.Queue[_Request | None] = queue.Queue()
@@ -256,23 +204,59 @@ class AdapterServer:
 
     # ------------------------------------------------------------------ resolution
     def resolve(self, ref: str, key: str | None = None) -> Resolved:
-        """The version (and rollout arm) ``ref`` means for ``key`` now, cached for ``resolve_ttl`` seconds."""
+        """The version (and rollout arm) ``ref`` means for ``key`` now, cached for ``resolve_ttl`` seconds.
+
+        This is on every request's path. Concurrent misses of one (reference, key) share one registry
+        call, so a popular adapter whose entry expires does not send a burst of resolves. A registry
+        that cannot be reached (or answers 5xx) fails no request for a reference already resolved:
+        the last answer is served, stale, until the registry is back; a reference never resolved
+        before fails with the registry's error.
+        """
         cache_key = (ref, key)
-        now = time.monotonic()
         with self._lock:
             hit = self._resolve_cache.get(cache_key)
-            if hit and hit[0] > now:
+            if hit and hit[0] > time.monotonic():
                 self._resolve_cache.move_to_end(cache_key)
                 self.metrics.cache_event("resolve", True)
                 return hit[1]
-        self.metrics.cache_event("resolve", False)
+            flight = self._resolving.get(cache_key)
+            owner = flight is None
+            if owner:
+                flight = self._resolving[cache_key] = Future()
+        self.metrics.cache_event("resolve", not owner)
+        if not owner:
+            return flight.result()
+        try:
+            out = self._fetch_resolution(ref, key, hit[1] if hit else None)
+        except BaseException as exc:
+            flight.set_exception(exc)
+            raise
+        else:
+            flight.set_result(out)
+            return out
+        finally:
+            with self._lock:
+                self._resolving.pop(cache_key, None)
+
+    def _fetch_resolution(self, ref: str, key: str | None, last: Resolved | None) -> Resolved:
+        """Ask the registry and cache the answer; on a transient failure fall back to ``last``."""
+        expires = time.monotonic() + self.resolve_ttl
         try:
             res = self.hub.resolve(ref, key=key)
         except AdapterNotFoundError as exc:
             raise AdapterNotFoundError(f"adapter {ref!r} not found: {exc}") from exc
-        out = Resolved(ref, res.namespace, res.name, res.version, res.arm or "stable", res.rollout_id)
+        except RegistryError as exc:
+            if last is None or not _transient(exc):
+                raise
+            log.warning("registry unavailable (%s); serving %s as last resolved", exc, last.exact)
+            self.metrics.cache_event("resolve_stale", True)
+            out = last  # kept for another TTL: requests meanwhile do not each wait on the registry
+        else:
+            out = Resolved(ref, res.namespace, res.name, res.version, res.arm or "stable", res.rollout_id,
+                           rollout_alias(ref) if res.rollout_id is not None else None)
         with self._lock:
-            self._resolve_cache[cache_key] = (now + self.resolve_ttl, out)
+            self._resolve_cache[(ref, key)] = (expires, out)
+            self._resolve_cache.move_to_end((ref, key))
             while len(self._resolve_cache) > 100_000:
                 self._resolve_cache.popitem(last=False)
         return out
@@ -550,10 +534,11 @@ class AdapterServer:
     # ------------------------------------------------------------------ outcomes
     def _record(self, resolved: Resolved, ok: bool, seconds: float | None) -> None:
         self.metrics.observe(resolved.reference, resolved.arm, "ok" if ok else "error", seconds)
-        if resolved.rollout_id is None:
+        if resolved.rollout_id is None or resolved.alias is None:
             return
+        key = (f"{resolved.namespace}/{resolved.name}", resolved.alias, resolved.rollout_id, resolved.arm)
         with self._outcome_lock:
-            acc = self._outcomes.setdefault((resolved.reference, resolved.rollout_id, resolved.arm), [0, 0, 0.0, 0.0])
+            acc = self._outcomes.setdefault(key, [0, 0, 0.0, 0.0])
             acc[0] += 1
             acc[1] += 0 if ok else 1
             if seconds is not None:
@@ -564,17 +549,17 @@ class AdapterServer:
         """Send what was counted since the last flush; returns how many batches the registry took."""
         with self._outcome_lock:
             pending, self._outcomes = self._outcomes, {}
-        grouped: dict[tuple[str, int], list[dict]] = defaultdict(list)
-        for (ref, rollout_id, arm), (n, errors, lat, lat2) in pending.items():
-            grouped[(ref, rollout_id)].append({"arm": arm, "requests": n, "errors": errors, "latency_sum": lat,
-                                               "latency_sq_sum": lat2})
+        grouped: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
+        for (repo, alias, rollout_id, arm), (n, errors, lat, lat2) in pending.items():
+            grouped[(repo, alias, rollout_id)].append({"arm": arm, "requests": n, "errors": errors,
+                                                       "latency_sum": lat, "latency_sq_sum": lat2})
         sent = 0
-        for (ref, rollout_id), batches in grouped.items():
+        for (repo, alias, rollout_id), batches in grouped.items():
             try:
-                self.hub.report_outcomes(ref, batches, rollout_id=rollout_id)
+                self.hub.report_outcomes(repo, batches, alias=alias, rollout_id=rollout_id)
                 sent += len(batches)
             except Exception as exc:  # best-effort: a registry hiccup never affects serving
-                log.warning("could not report outcomes for %s: %s", ref, exc)
+                log.warning("could not report outcomes for %s:%s: %s", repo, alias, exc)
         return sent
 
     def _report_loop(self) -> None:
@@ -585,6 +570,11 @@ class AdapterServer:
         with self._lock:
             n = len(self._lru)
         return self.metrics.render(n, self.loaded_bytes)
+
+
+def _transient(exc: RegistryError) -> bool:
+    """A failure to reach the registry, or its own fault (5xx): worth serving a stale answer over."""
+    return exc.code == "ConnectionError" or (exc.status or 0) >= 500
 
 
 def _card_labels(folder: Path) -> list[str] | None:
@@ -617,4 +607,5 @@ def _load_base(path, tokenizer=None):
     return model.eval(), tokenizer
 
 
-__all__ = ["AdapterServer", "Classification", "Completion", "PromptTooLongError", "Resolved", "WrongTaskError"]
+__all__ = ["AdapterServer", "Classification", "Completion", "PromptTooLongError", "Resolved", "WrongTaskError",
+           "rollout_alias"]

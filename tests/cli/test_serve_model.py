@@ -51,6 +51,8 @@ def serving(server, tmp_path_factory):
             hub.push(wide, "acme/wide", version="1.0.0", alias="prod")
             hub.push(_lora_folder(am, root / "a", "brk-old", seed=60), "acme/brk", version="1.0.0", alias="prod")
             hub.push(wide, "acme/brk", version="1.1.0")  # a broken canary: built for another base
+            hub.push(_lora_folder(am, root / "a", "bare-old", seed=70), "acme/bare", version="1.0.0", alias="stable")
+            hub.push(_lora_folder(am, root / "a", "bare-new", seed=71), "acme/bare", version="1.1.0")
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -147,6 +149,30 @@ def test_rollout_keys_get_their_arm(serving, server):
             time.sleep(0.2)
         assert sum(a["requests"] for a in status["arms"].values()) == 24
         assert status["arms"]["canary"]["requests"] > 0 and status["arms"]["stable"]["requests"] > 0
+
+
+def test_bare_reference_outcomes_count_towards_the_stable_rollout(serving, server):
+    """``acme/bare`` means the ``stable`` alias: its requests land in the rollout on ``stable``, per arm,
+    in the same counters as ``acme/bare:stable``."""
+    with Hub(server.url, token=server.admin_token) as hub:
+        rid = hub.rollout_start("acme/bare", "stable", "1.1.0", 50)["id"]
+        want = {"stable": 0, "canary": 0}
+        for i in range(10):
+            key = f"bare-{i}"
+            for model in ("acme/bare", "acme/bare:stable"):
+                out = _complete(serving, model, "w1 w2", 1, user=key)
+                arm = arm_for(rid, 50, key)
+                assert (out["adapterhub"]["arm"], out["adapterhub"]["version"]) == (
+                    arm, "1.1.0" if arm == "canary" else "1.0.0")
+                want[arm] += 1
+        assert want["stable"] and want["canary"]
+        deadline = time.monotonic() + 10  # outcomes reach the registry in the background
+        while time.monotonic() < deadline:
+            arms = hub.rollout_status("acme/bare:stable")["arms"]
+            if sum(a["requests"] for a in arms.values()) >= 20:
+                break
+            time.sleep(0.2)
+        assert {arm: arms[arm]["requests"] for arm in want} == want
 
 
 def test_broken_canary_is_rolled_back_by_served_traffic(serving, server):

@@ -13,7 +13,7 @@ import torch
 
 import adapterhub as ah
 from adapterhub.compose.serve import AdapterServer, PromptTooLongError
-from adapterhub.errors import AdapterNotFoundError, IncompatibleAdapterError
+from adapterhub.errors import AdapterNotFoundError, IncompatibleAdapterError, RegistryError
 from adapterhub.registry.client import Resolution
 from adapterhub.registry.reference import parse_reference
 from tests.helpers.tiny import build, word_tokenizer
@@ -225,6 +225,49 @@ def test_resolve_cache_ttl(base, hub):
         srv.resolve("acme/a1:prod")
         srv.resolve("acme/a1:prod")
         assert hub.resolves == 4
+
+
+def test_concurrent_resolve_misses_share_one_registry_call(base, hub):
+    gate, real_resolve, calls = threading.Event(), hub.resolve, []
+
+    def slow_resolve(ref, key=None):
+        calls.append(ref)
+        assert gate.wait(30)
+        return real_resolve(ref, key)
+
+    hub.resolve = slow_resolve
+    with AdapterServer(base[0], hub, resolve_ttl=60) as srv, ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(srv.resolve, "acme/a1:prod", "k") for _ in range(8)]
+        while srv.metrics.cache[("resolve", "hit")] + srv.metrics.cache[("resolve", "miss")] < 8:
+            threading.Event().wait(0.01)  # all eight are in resolve: one asks, seven wait for its answer
+        gate.set()
+        assert {f.result(30).exact for f in futures} == {"acme/a1@1.0.0"}
+        assert calls == ["acme/a1:prod"]
+        assert srv.metrics.cache[("resolve", "miss")] == 1
+
+
+def test_resolve_serves_last_answer_while_registry_is_down(base, tmp_path):
+    """A registry that cannot be reached fails no request for a reference already resolved."""
+    from adapterhub.registry.client import Hub
+    from tests.helpers.live_server import start_server, stop_server
+
+    registry = start_server(tmp_path / "registry")
+    hub = Hub(registry.url, token=registry.admin_token, cache_dir=tmp_path / "cache", progress=False, offline=False)
+    try:
+        hub.create_namespace("acme", exist_ok=True)
+        hub.push(base[1]["a1"], "acme/a1", version="1.0.0", alias="prod")
+        with AdapterServer(base[0], hub, resolve_ttl=0) as srv:
+            first = srv.complete("acme/a1:prod", "w1 w2", max_tokens=3)
+            stop_server(registry)
+            again = srv.complete("acme/a1:prod", "w1 w2", max_tokens=3)
+            assert (again.resolved, again.token_ids) == (first.resolved, first.token_ids)
+            with pytest.raises(RegistryError, match="cannot reach the registry"):
+                srv.complete("acme/a2:prod", "w1 w2")  # never resolved: nothing to fall back on
+            stale = parse_prometheus(srv.metrics_text())
+            assert stale['adapterhub_cache_requests_total{cache="resolve_stale",result="hit"}'] == 1
+    finally:
+        stop_server(registry)
+        hub.close()
 
 
 def test_classify_per_row_with_card_labels_over_http(tmp_path):
