@@ -53,7 +53,7 @@ class RowPlan:
         self.lora: list[str | None] = [
             e if isinstance(e, str) and model._ah_configs[e].method == "lora" else None for e in self.entries
         ]
-        self.any_lora = any(self.lora)
+        self.lora_names = frozenset(n for n in self.lora if n)
         groups: dict[str, tuple[Entry, list[int]]] = {}
         for i, e in enumerate(self.entries):
             if e is not None and self.lora[i] is None:
@@ -65,7 +65,7 @@ class RowPlan:
     def apply(self, site, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         rep = self._repeats(x.shape[0])
         out = site.base_forward(x)
-        bank = lora_bank(site) if self.any_lora else None
+        bank = lora_bank(site, self.lora_names) if self.lora_names else None
         if bank is not None:
             out = self._add_lora_delta(bank, x, out, rep)
         for node, rows in self.groups:
@@ -113,36 +113,48 @@ class RowPlan:
 
 
 class LoRABank:
-    """A site's LoRA adapters stacked for gathering; ``key`` says which tensor versions it holds.
+    """A site's LoRA adapters stacked for gathering.
 
     Stored transposed and contiguous, ``A_t`` (n+1, in, r) and ``B_t`` (n+1, r, out), so the rows'
-    gathered slots are already the right-hand operands ``bmm`` wants: no strided views per call."""
+    gathered slots are already the right-hand operands ``bmm`` wants: no strided views per call.
+    ``layout`` (which adapters the site holds, which are merged) and ``versions`` (each adapter's
+    tensor versions when stacked) say when it is stale."""
 
-    def __init__(self, key: tuple, names: tuple[str, ...], A: torch.Tensor, B: torch.Tensor):
-        self.key, self.names = key, names
+    def __init__(self, layout: tuple, versions: dict[str, tuple], names: tuple[str, ...], A: torch.Tensor,
+                 B: torch.Tensor):
+        self.layout, self.versions, self.names = layout, versions, names
         self.A_t = A.transpose(1, 2).contiguous()
         self.B_t = B.transpose(1, 2).contiguous()
 
 
-def lora_bank(site) -> LoRABank | None:
-    layers = {n: a for n, a in site.ah_adapters.items() if isinstance(a, LoRALayer) and n not in site._ah_merged}
+def _versions(layer: LoRALayer) -> tuple:
+    a, b = layer.lora_A.weight, layer.lora_B.weight
+    return (a._version, b._version, id(a), id(b), layer.scaling)
+
+
+def lora_bank(site, used: frozenset[str]) -> LoRABank | None:
+    """The site's bank, rebuilt only when its adapters change. Only the adapters this call uses are
+    checked for new weights (an unused one is checked when a later call uses it), so a forward
+    costs the same with 2 or 200 adapters loaded."""
+    adapters = site.ah_adapters._modules
+    layout = (tuple(adapters), frozenset(site._ah_merged))
+    mine = [n for n in used if n in adapters]
+    trainable = torch.is_grad_enabled() and any(
+        adapters[n].lora_A.weight.requires_grad or adapters[n].lora_B.weight.requires_grad for n in mine)
+    cached = site.__dict__.get("_ah_bank")
+    if (cached is not None and cached.layout == layout and not trainable
+            and all(cached.versions.get(n) == _versions(adapters[n]) for n in mine)):
+        return cached
+    layers = {n: a for n, a in adapters.items() if isinstance(a, LoRALayer) and n not in site._ah_merged}
     if not layers:
         return None
-    key = tuple(
-        (n, a.lora_A.weight._version, a.lora_B.weight._version, id(a.lora_A.weight), a.scaling) for n, a in layers.items()
-    )
-    trainable = torch.is_grad_enabled() and any(a.lora_B.weight.requires_grad or a.lora_A.weight.requires_grad
-                                                 for a in layers.values())
-    cached = site.__dict__.get("_ah_bank")
-    if cached is not None and cached.key == key and not trainable:
-        return cached
-    bank = _build_bank(key, layers)
+    bank = _build_bank(layout, layers)
     if not trainable:
         site.__dict__["_ah_bank"] = bank
     return bank
 
 
-def _build_bank(key: tuple, layers: dict[str, LoRALayer]) -> LoRABank:
+def _build_bank(layout: tuple, layers: dict[str, LoRALayer]) -> LoRABank:
     first = next(iter(layers.values())).lora_A.weight
     r_max = max(a.r for a in layers.values())
     in_f, out_f = first.shape[1], next(iter(layers.values())).lora_B.weight.shape[0]
@@ -152,7 +164,8 @@ def _build_bank(key: tuple, layers: dict[str, LoRALayer]) -> LoRABank:
     for a in layers.values():
         As.append(torch.nn.functional.pad(a.lora_A.weight, (0, 0, 0, r_max - a.r)).unsqueeze(0))
         Bs.append(torch.nn.functional.pad(a.lora_B.weight * a.scaling, (0, r_max - a.r)).unsqueeze(0))
-    return LoRABank(key, tuple(layers), torch.cat(As), torch.cat(Bs))
+    versions = {n: _versions(a) for n, a in layers.items()}
+    return LoRABank(layout, versions, tuple(layers), torch.cat(As), torch.cat(Bs))
 
 
 def resolve_entry(model: AdapterModel, row: int, entry, merged: set[str]) -> Entry:
