@@ -42,6 +42,8 @@ from adapterhub.registry.client_rollouts import RolloutsMixin
 from adapterhub.registry.limits import MAX_FILES_PER_VERSION, PICKLE_SUFFIXES
 from adapterhub.registry.reference import Reference, as_reference, check_alias, check_name, check_version
 
+KEEPALIVE_S = 2.0  # below uvicorn's default 5 s keep-alive timeout
+IDEMPOTENT = frozenset({"GET", "HEAD"})
 CREATE_FIELDS = ("description", "task", "method", "base_model", "tags", "license")
 SEARCH_FILTERS = ("base_model", "method", "task", "tag", "namespace", "sort")
 
@@ -103,6 +105,9 @@ class Hub(RolloutsMixin):
         self._http = httpx.Client(
             base_url=f"{self.url}/api/v1/", headers=headers, timeout=httpx.Timeout(timeout, connect=10.0),
             follow_redirects=True,  # file downloads may redirect to a presigned bucket URL
+            # idle connections are dropped before the server's own 5 s keep-alive ends, so a request
+            # is never sent down a connection the server is closing at that moment
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S),
         )
 
     def close(self) -> None:
@@ -359,7 +364,12 @@ class Hub(RolloutsMixin):
 
     def _request(self, method: str, path: str, *, ref: Reference | None = None, **kwargs) -> httpx.Response:
         with self._transport():
-            response = self._http.request(method, path, **kwargs)
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.RemoteProtocolError:
+                if method not in IDEMPOTENT:
+                    raise
+                response = self._http.request(method, path, **kwargs)  # a reused connection closed under us
         self._check(response, ref)
         return response
 
