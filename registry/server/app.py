@@ -10,13 +10,12 @@ import logging
 import sys
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from sqlmodel import Session, select
 
 from adapterhub.registry.server import db, security
 from adapterhub.registry.server.auth import ADMIN_USER, FailureLimiter, new_token_secret
 from adapterhub.registry.server.blobstore import open_blobstore
-from adapterhub.registry.server.deps import refuse_nul
 from adapterhub.registry.server.errors import install_handlers
 from adapterhub.registry.server.models import Token, User
 from adapterhub.registry.server.rollouts import RolloutCache
@@ -92,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok"}
 
     for module in (auth, adapters, blobs, versions, aliases, evaluations, rollouts):
-        app.include_router(module.router, prefix="/api/v1", dependencies=[Depends(refuse_nul)])
+        app.include_router(module.router, prefix="/api/v1")
     app.include_router(hf.api)
     app.include_router(hf.router)
     return app

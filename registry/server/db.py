@@ -6,12 +6,15 @@ concurrent writers queue on the busy timeout instead of failing on a lock upgrad
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from filelock import FileLock
 from sqlalchemy import Engine, create_engine, event
+
+from adapterhub.registry.server.validation import ValidationError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -20,10 +23,39 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def refuse_nul(engine: Engine) -> Engine:
+    """Refuse any text parameter holding a NUL (U+0000) before it reaches the database, with a 422.
+
+    PostgreSQL cannot store or even compare such text (the query fails: a 500), SQLite would keep
+    it; no name, version, tag or text of ours needs one. Checked at this one boundary, after the
+    specific validators (names, paths, versions) have had their say, so nothing is missed."""
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _no_nul(_conn, _cursor, _statement, parameters, _context, _executemany):
+        for value in _strings(parameters):
+            if "\x00" in value:
+                raise ValidationError("InvalidRequest",
+                                      f"invalid request: NUL (\\x00) characters are not allowed: {value[:100]!r}")
+
+    return engine
+
+
+def _strings(parameters: object) -> Iterator[str]:
+    """Every string in the parameters of an execute: a dict, a row, many rows, or one flat batch."""
+    if isinstance(parameters, str):
+        yield parameters
+    elif isinstance(parameters, dict):
+        for value in parameters.values():
+            yield from _strings(value)
+    elif isinstance(parameters, list | tuple):
+        for value in parameters:
+            yield from _strings(value)
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url``; the parent folder of a SQLite file is created."""
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return refuse_nul(create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20))
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +80,7 @@ def make_engine(url: str) -> Engine:
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    return engine
+    return refuse_nul(engine)
 
 
 def writer(engine: Engine) -> Engine:

@@ -75,39 +75,6 @@ def require_user(principal: Annotated[Principal, Depends(get_principal)]) -> Pri
     return principal
 
 
-def _nul_at(value: object, where: str) -> str | None:
-    """The place of the first NUL character in a JSON-like value (keys included), or None."""
-    if isinstance(value, str):
-        return where if "\x00" in value else None
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if w := _nul_at(k, where) or _nul_at(v, f"{where}.{k}"):
-                return w
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            if w := _nul_at(v, f"{where}.{i}"):
-                return w
-    return None
-
-
-async def refuse_nul(request: Request) -> None:
-    """No name, version, tag, text or filter of the REST API needs a NUL (U+0000), and PostgreSQL text
-    cannot hold one (the query fails), so it is refused in the path, the query and a JSON body with
-    one clear 422 before any handler runs, the same on SQLite and PostgreSQL.
-    (The HF routes do not use this: there a NUL names nothing, so they answer their usual 404.)"""
-    where = _nul_at(dict(request.path_params), "path") or _nul_at(
-        dict(request.query_params.multi_items()), "query")
-    if where is None and request.method in ("POST", "PUT", "PATCH") and request.headers.get(
-            "content-type", "").split(";")[0].strip().lower() == "application/json":
-        try:
-            body = await request.json()  # already parsed (and cached) by FastAPI for a body route
-        except ValueError:
-            body = None
-        where = _nul_at(body, "body")
-    if where is not None:
-        raise ApiError(422, "InvalidRequest", f"invalid request: {where}: NUL (\\x00) characters are not allowed")
-
-
 def get_store(request: Request) -> BlobStore:
     return request.app.state.store
 
@@ -120,7 +87,10 @@ def get_rollout_cache(request: Request) -> RolloutCache:
     return request.app.state.rollout_cache
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session closes when the route returns, not after the response is sent,
+# so a write request holds SQLite's write lock (and any request its pooled connection) only while
+# it works, not while its answer travels to a slow client (routes return schemas, never rows)
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 HfPrincipalDep = Annotated[Principal, Depends(get_hf_principal)]
 CurrentUser = Annotated[Principal, Depends(require_user)]

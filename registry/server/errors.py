@@ -54,9 +54,12 @@ ERROR_DESCRIPTIONS = {
     409: "conflicts with the current state (exists already, held by a rollout, not active)",
     411: "Content-Length header missing",
     413: "body over the upload limit or longer than its Content-Length",
+    415: "a Content-Encoding on an upload (uploads are never inflated)",
     416: "the requested byte range is not satisfiable",
     422: "invalid input: the detail names the field and the rule",
     429: "too many failed authentications from this address; see Retry-After",
+    503: "the database or the blob store is unavailable; nothing was written; see Retry-After",
+    507: "no space left for blobs; the partial upload was deleted",
 }
 _ERROR_HEADERS = {
     "X-Error-Code": {"description": "the error code, as in the body", "required": True,

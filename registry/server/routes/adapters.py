@@ -22,7 +22,7 @@ from adapterhub.registry.server.schemas import (
 )
 from adapterhub.registry.server.search import search
 
-router = APIRouter(prefix="/adapters", tags=["adapters"], responses=error_responses(401, 404, 422, 429))
+router = APIRouter(prefix="/adapters", tags=["adapters"], responses=error_responses(401, 404, 422, 429, 503))
 
 
 def _tags(tags: list[str]) -> tuple[list[str], str]:

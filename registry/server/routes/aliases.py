@@ -26,7 +26,7 @@ from adapterhub.registry.server.rollouts import guard_alias
 from adapterhub.registry.server.schemas import AliasHistoryEntry, AliasOut, AliasSet
 
 router = APIRouter(prefix="/adapters/{ns}/{name}/aliases", tags=["aliases"],
-                   responses=error_responses(401, 404, 422, 429))
+                   responses=error_responses(401, 404, 422, 429, 503))
 
 
 @router.get("", response_model=dict[str, str])

@@ -26,7 +26,7 @@ from adapterhub.registry.server.schemas import (
 )
 
 MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist (and PostgreSQL refuses it)
-router = APIRouter(tags=["auth"], responses=error_responses(401, 422, 429))
+router = APIRouter(tags=["auth"], responses=error_responses(401, 422, 429, 503))
 
 
 @router.get("/whoami", response_model=WhoAmI)

@@ -9,15 +9,14 @@ from sqlmodel import Session, select
 from starlette.requests import ClientDisconnect
 
 from adapterhub.registry.server.auth import Principal
-from adapterhub.registry.server.blobstore import StorageFull, Upload
-from adapterhub.registry.server.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from adapterhub.registry.server.deps import CurrentUser, SettingsDep, StoreDep
 from adapterhub.registry.server.errors import ApiError, error_responses
 from adapterhub.registry.server.models import Blob
 from adapterhub.registry.server.publish import record_blob
 from adapterhub.registry.server.schemas import BlobOut, BlobsMissingIn, BlobsMissingOut
 from adapterhub.registry.server.validation import check_sha256
 
-router = APIRouter(prefix="/blobs", tags=["blobs"], responses=error_responses(401, 403, 422, 429))
+router = APIRouter(prefix="/blobs", tags=["blobs"], responses=error_responses(401, 403, 422, 429, 503))
 
 
 def _need_write(principal: Principal) -> None:
@@ -26,15 +25,19 @@ def _need_write(principal: Principal) -> None:
 
 
 @router.post("/missing", response_model=BlobsMissingOut)
-def missing(body: BlobsMissingIn, session: SessionDep, principal: CurrentUser) -> BlobsMissingOut:
+def missing(body: BlobsMissingIn, request: Request, principal: CurrentUser) -> BlobsMissingOut:
     _need_write(principal)
     wanted = [check_sha256(s) for s in dict.fromkeys(body.sha256)]
-    have = set(session.exec(select(Blob.sha256).where(Blob.sha256.in_(wanted))).all()) if wanted else set()
+    if not wanted:
+        return BlobsMissingOut(missing=[])
+    with Session(request.app.state.engine) as session:  # a POST that only reads: no wait for the write lock
+        have = set(session.exec(select(Blob.sha256).where(Blob.sha256.in_(wanted))).all())
     return BlobsMissingOut(missing=[s for s in wanted if s not in have])
 
 
 @router.put("/{sha256}", response_model=BlobOut, status_code=201,
-            responses={200: {"model": BlobOut, "description": "already present"}, **error_responses(400, 411, 413)})
+            responses={200: {"model": BlobOut, "description": "already present"},
+                       **error_responses(400, 411, 413, 415, 507)})
 async def upload(sha256: str, request: Request, principal: CurrentUser, store: StoreDep,
                  settings: SettingsDep) -> JSONResponse:
     _need_write(principal)
@@ -52,8 +55,11 @@ async def upload(sha256: str, request: Request, principal: CurrentUser, store: S
     if declared > settings.max_upload_bytes:
         raise ApiError(413, "TooLarge", f"blob of {declared} bytes exceeds the limit of {settings.max_upload_bytes}")
     up = store.upload()
-    try:
-        await _receive(request, up, declared)
+    try:  # a full disk (StorageFull, 507) may strike at any write or at the final fsync
+        async for chunk in request.stream():
+            up.write(chunk)
+            if up.size > declared:
+                raise ApiError(413, "TooLarge", f"body is longer than its Content-Length {declared}")
         await run_in_threadpool(up.close)
     except ClientDisconnect:
         up.discard()
@@ -74,26 +80,6 @@ async def upload(sha256: str, request: Request, principal: CurrentUser, store: S
         raise
     new = await run_in_threadpool(_record, request, sha256, up.size)
     return JSONResponse({"sha256": sha256, "size": up.size}, status_code=201 if new else 200)
-
-
-async def _receive(request: Request, up: Upload, declared: int) -> None:
-    """Stream the body into ``up``. On a full disk the partial file is dropped at once (freeing the
-    space) but the rest of the body is still read, so the client, which is still sending, gets
-    the 507 rather than a connection reset."""
-    full: StorageFull | None = None
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > declared:
-            raise ApiError(413, "TooLarge", f"body is longer than its Content-Length {declared}")
-        if full is None:
-            try:
-                up.write(chunk)
-            except StorageFull as exc:
-                full = exc
-                up.discard()
-    if full is not None:
-        raise full
 
 
 def _record(request: Request, sha256: str, size: int) -> bool:

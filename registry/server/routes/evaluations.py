@@ -12,7 +12,7 @@ from adapterhub.registry.server.models import Evaluation, Version
 from adapterhub.registry.server.schemas import EvaluationCreate, EvaluationOut
 
 router = APIRouter(prefix="/adapters/{ns}/{name}", tags=["evaluations"],
-                   responses=error_responses(401, 404, 422, 429))
+                   responses=error_responses(401, 404, 422, 429, 503))
 
 
 @router.post("/versions/{version}/evaluations", response_model=EvaluationOut, status_code=201,

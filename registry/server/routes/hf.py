@@ -23,8 +23,8 @@ from adapterhub.registry.server.routes.versions import file_response
 
 # The OpenAPI entries only describe what the HF protocol (shared/HF_PROTOCOL.md) answers: 404 with
 # X-Error-Code RepoNotFound / RevisionNotFound / EntryNotFound; an unknown token reads as anonymous.
-router = APIRouter(tags=["huggingface"], responses=error_responses(404, 422))
-api = APIRouter(prefix="/api/models/{ns}/{name}", tags=["huggingface"], responses=error_responses(404, 422))
+router = APIRouter(tags=["huggingface"], responses=error_responses(404, 422, 503))
+api = APIRouter(prefix="/api/models/{ns}/{name}", tags=["huggingface"], responses=error_responses(404, 422, 503))
 RESOLVE_RESPONSES = {**FILE_RESPONSES, 302: {"description": "to a presigned bucket URL, with X-Linked-Size and X-Linked-Etag"}}
 
 

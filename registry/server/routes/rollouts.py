@@ -27,7 +27,7 @@ from adapterhub.registry.server.schemas import (
 )
 
 router = APIRouter(prefix="/adapters/{ns}/{name}/rollouts", tags=["rollouts"],
-                   responses=error_responses(401, 404, 422, 429))
+                   responses=error_responses(401, 404, 422, 429, 503))
 WRITE_ERRORS = error_responses(403, 409)
 
 

@@ -26,7 +26,7 @@ from adapterhub.registry.server.responses import FILE_RESPONSES, blob_response
 from adapterhub.registry.server.schemas import VersionCreate, VersionOut, YankIn
 
 router = APIRouter(prefix="/adapters/{ns}/{name}/versions", tags=["versions"],
-                   responses=error_responses(401, 404, 422, 429))
+                   responses=error_responses(401, 404, 422, 429, 503))
 
 
 @router.post("", response_model=VersionOut, status_code=201, responses=error_responses(403, 409))
@@ -65,6 +65,10 @@ def file_response(request: Request, session: Session, store, v: Version, path: s
         raise ApiError(404, "EntryNotFound", f"version {v.version} has no file {path!r}", headers)
     response, from_start = blob_response(request, store, f.sha256, f.size, f.path, headers)
     if from_start and counts_as_download(session, v, path):
+        # hand the read connection back before taking a write one: requests that each hold one
+        # pooled connection while waiting for a second can take the whole pool and wait on each
+        # other until the pool times out (500s under 50 concurrent pulls on SQLite)
+        session.close()
         with Session(request.app.state.write_engine) as ws:
             count_download(ws, v)
     return response
