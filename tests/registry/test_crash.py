@@ -24,7 +24,7 @@ def test_kill_during_upload_leaves_no_trace(tmp_path: Path):
         big = b"w" * (8 * 1024 * 1024)
         u = urlparse(srv.url)
         sock = socket.create_connection((u.hostname, u.port))
-        sock.sendall((f"PUT /api/v1/blobs/{sha(big)} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        sock.sendall((f"PUT /api/v1/blobs/{sha(big)} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
                       f"Content-Length: {len(big)}\r\n\r\n").encode() + big[: 3 * 1024 * 1024])
         tmp_dir = home / "blobs" / "tmp"
         deadline = time.monotonic() + 10
