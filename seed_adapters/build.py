@@ -177,6 +177,22 @@ def seed_table(root: Path) -> str:
         lines.append(f"| `{NAMESPACE}/{seed.name}` | {seed.base} | {seed.method} | {seed.dataset} "
                      f"({card['data']['test']['examples']}) | {metric} | {train['trainable_parameters']:,} "
                      f"({train['trainable_percent']:.2f} %) | {train['time_s'] / 60:.1f} min |")
+    from build_recipes import RECIPES
+
+    for spec in RECIPES:
+        path = root / spec.name / "adapterhub.json"
+        if not path.is_file():
+            continue
+        card = json.loads(path.read_text())
+        news = card["evaluations"][0]["metrics"]
+        experts = ", ".join(f"`{n}`" for n in card["experts_alone"])
+        metric = (f"Friends perplexity {card['metrics']['perplexity']:.1f}, BBC News accuracy {news['accuracy']:.3f} "
+                  f"(over {experts})")
+        train = card["training"]
+        lines.append(f"| `{NAMESPACE}/{spec.name}` | {spec.base} | route (recipe) | friends + bbc-news "
+                     f"({card['data']['test']['examples']} + {card['evaluations'][0]['examples']}) | {metric} | "
+                     f"{train['trainable_parameters']:,} ({train['trainable_percent']:.2f} %) | "
+                     f"{train['time_s'] / 60:.1f} min |")
     return "\n".join(lines)
 
 

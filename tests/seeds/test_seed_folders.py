@@ -13,12 +13,14 @@ from adapterhub.compose.catalog import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[2] / "seed_adapters"
 FOLDERS = sorted(p for p in ROOT.iterdir() if (p / io.CONFIG_FILE).is_file())
+RECIPES = sorted(p for p in ROOT.iterdir() if (p / "composition.json").is_file())
 REQUIRED = ("name", "method", "base_model", "task", "data", "recipe", "seed", "metrics", "training")
 
 
 def test_there_are_seeds_and_they_stay_small():
     assert FOLDERS, "no seed adapters committed"
-    total = sum(f.stat().st_size for p in FOLDERS for f in p.iterdir())
+    assert RECIPES, "no composition recipe committed"
+    total = sum(f.stat().st_size for f in ROOT.rglob("*") if f.is_file())
     assert total < 20 * 1024 * 1024
 
 
@@ -44,6 +46,37 @@ def test_card_matches_files(folder):
                 assert f.get_slice(key).get_shape()[1] == shapes[site][1], key  # A: (r, in)
             if key.endswith("lora_B.weight"):
                 assert f.get_slice(key).get_shape()[0] == shapes[site][0], key  # B: (out, r)
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_recipe_names_the_committed_seeds_it_composes(recipe):
+    """A recipe's copies of its adapters are the seeds themselves (same bytes), each with the
+    reference it is published under, and its trained layers sit beside them."""
+    spec = json.loads((recipe / "composition.json").read_text())
+    card = json.loads((recipe / io.CARD_FILE).read_text())
+    assert spec["name"] == card["name"] == recipe.name and card["composition"] == spec["composition"]
+    for name, entry in spec["adapters"].items():
+        assert entry["reference"] == f"adapterhub/{name}@1.0.0"
+        for f in (io.CONFIG_FILE, io.WEIGHTS_FILE):
+            assert (recipe / entry["folder"] / f).read_bytes() == (ROOT / name / f).read_bytes(), (name, f)
+    layers = [e["folder"] for e in spec.get("fusions", []) + spec.get("routers", [])]
+    assert layers and all((recipe / f / io.WEIGHTS_FILE).is_file() for f in layers)
+    for extra in card["evaluations"]:
+        assert len(extra["sha256"]) == 64 and extra["metrics"]
+    assert card["data"]["train"]["sha256"] != card["data"]["test"]["sha256"]
+
+
+@pytest.mark.slow
+def test_route_recipe_reproduces_its_recorded_perplexity():
+    from adapterhub.compose.data import load_dataset, seeded_sample
+    from adapterhub.compose.evaluate import evaluate_adapter
+
+    folder = ROOT / "smollm2-friends-news-route"
+    card = json.loads((folder / io.CARD_FILE).read_text())
+    data = seeded_sample(load_dataset("friends:test"), card["data"]["test"]["examples"])
+    assert data.sha256 == card["data"]["test"]["sha256"], "the fixed test sample changed"
+    result = evaluate_adapter(folder, "smollm2-135m", data, batch_size=8, max_length=64, progress=False)
+    assert result.metrics["perplexity"] == pytest.approx(card["metrics"]["perplexity"], rel=1e-4)
 
 
 def _numel(shape):
