@@ -16,7 +16,7 @@ wall time and as process CPU time (the CPU time is the steadier figure on a shar
 Learning rates are each method's usual one, not tuned per dataset. Output: a table on stdout,
 ``bench/results/quality.json`` and ``bench/results/quality.md``.
 
-    python -m bench.quality                       # the whole table (about an hour on 2 cores)
+    python -m bench.quality                       # the whole table (about 45 minutes on 2 idle cores)
     python -m bench.quality --quick               # 5 steps, 32 test examples: a smoke run
     python -m bench.quality --dataset bbc-news --method lora --method full
 """
@@ -38,7 +38,7 @@ from typing import Any
 from bench import common
 
 BASE = "minilm-l6"
-DATASETS: dict[str, int] = {"bbc-news": 128, "reuters-r8": 128, "election-tweets": 64}  # name -> max_length
+DATASETS: dict[str, int] = {"bbc-news": 96, "reuters-r8": 96, "election-tweets": 64}  # name -> max_length
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,9 @@ METHODS: dict[str, Method] = {
 
 @dataclass(frozen=True)
 class Budget:
-    steps: int = 100
+    steps: int = 50
     batch_size: int = 16
-    test_sample: int = 300
+    test_sample: int = 200
     seed: int = 0
 
 
