@@ -38,3 +38,22 @@ def test_seed_publishes_each_folder_with_its_evaluation_once(online, tmp_path):
     again = runner.invoke(cli, ["seed", "--from", str(root)])
     assert again.exit_code == 0 and "already published" in again.output
     assert [v["version"] for v in hub.versions("adapterhub/topic-lora")] == ["1.0.0"]
+
+
+def test_the_committed_seeds_publish_with_the_recipe_and_all_its_evaluations(online, tmp_path):
+    """The real seed folders, the composition recipe with its nested expert folders included."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "seed_adapters"
+    result = CliRunner().invoke(cli, ["seed", "--from", str(root)])
+    assert result.exit_code == 0, result.output
+    hub = Hub()
+    recipe = "adapterhub/smollm2-friends-news-route"
+    shown = hub.show(recipe)
+    assert {e["dataset"] for e in shown["version"]["evaluations"]} == {"friends:test", "bbc-news:test"}
+    folder = hub.pull(recipe)
+    spec = json.loads((folder / "composition.json").read_text())
+    for name, entry in spec["adapters"].items():
+        assert (folder / entry["folder"] / "adapter_model.safetensors").read_bytes() == \
+            (root / name / "adapter_model.safetensors").read_bytes()
+    assert (folder / "router-0" / "adapter_model.safetensors").is_file()
