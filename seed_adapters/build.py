@@ -67,26 +67,15 @@ SEEDS: tuple[Seed, ...] = (
 )
 
 
-def sample(dataset, n: int, seed: int = 0):
-    from adapterhub.compose.data import seeded_sample
-
-    return seeded_sample(dataset, n, seed)
-
-
-def builtin(name: str):
-    from adapterhub.compose.data import load_dataset
-
-    return load_dataset(name)
-
-
 def build_one(seed: Seed, out_root: Path) -> dict[str, Any]:
     from adapterhub.compose import io
     from adapterhub.compose.catalog import resolve_base_model
+    from adapterhub.compose.data import load_dataset, seeded_sample
     from adapterhub.compose.training import train
 
     base = resolve_base_model(seed.base, say=lambda m: print(m, file=sys.stderr))
-    train_ds = builtin(f"{seed.dataset}:train")
-    test_ds = sample(builtin(f"{seed.dataset}:test"), seed.test_sample)
+    train_ds = load_dataset(f"{seed.dataset}:train")
+    test_ds = seeded_sample(load_dataset(f"{seed.dataset}:test"), seed.test_sample)
     out = out_root / seed.name
     started = time.perf_counter()
     if seed.instruct:
@@ -127,10 +116,11 @@ def add_base_perplexity(seed: Seed, folder: Path) -> None:
     """Record the bare base model's perplexity on the same test sample, so the gain is visible."""
     from adapterhub.compose import io
     from adapterhub.compose.catalog import resolve_base_model
+    from adapterhub.compose.data import load_dataset, seeded_sample
     from adapterhub.compose.evaluate import evaluate, load_base, load_tokenizer
 
     base = resolve_base_model(seed.base, say=lambda m: print(m, file=sys.stderr))
-    test_ds = sample(builtin(f"{seed.dataset}:test"), seed.test_sample)
+    test_ds = seeded_sample(load_dataset(f"{seed.dataset}:test"), seed.test_sample)
     tokenizer = load_tokenizer(base)
     model = load_base(base, "lm", tokenizer=tokenizer)
     result = evaluate(model, tokenizer, test_ds, batch_size=seed.hyper["batch_size"],
