@@ -23,7 +23,7 @@ import pytest
 
 from tests.faults.support import assert_clean_log, assert_error, writer
 from tests.helpers.consistency import check_consistent
-from tests.helpers.live_server import free_port, start_server, stop_server
+from tests.helpers.live_server import free_port, run_server, start_server, stop_server
 from tests.registry.factory import adapter_files, manifest, push, sha, upload
 
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -113,8 +113,5 @@ def test_blob_store_down_answers_503_and_recovers(tmp_path: Path, moto: Moto):
     finally:
         stop_server(srv)
 
-    srv = start_server(home, env=env)
-    try:
+    with run_server(home, env=env) as srv:  # restarted: consistent
         check_consistent(srv.url, token, "s3", acked)
-    finally:
-        stop_server(srv)

@@ -15,7 +15,7 @@ import adapterhub as ah
 from adapterhub.registry.server.blobstore import LocalBlobStore, StorageFull
 from tests.faults.support import assert_clean_log, assert_error, writer
 from tests.helpers.consistency import check_consistent
-from tests.helpers.live_server import start_server, stop_server
+from tests.helpers.live_server import run_server, start_server, stop_server
 from tests.registry.factory import adapter_files, manifest, push, sha
 
 LIMIT = "2m"
@@ -85,9 +85,6 @@ def test_disk_full_during_upload_answers_507_and_keeps_serving(tmp_path: Path, s
     finally:
         stop_server(srv)
 
-    srv = start_server(home, env=env)
-    try:
+    with run_server(home, env=env) as srv:  # restarted: consistent
         check_consistent(srv.url, token, "disk", acked)
         assert list((small_disk / "tmp").iterdir()) == []
-    finally:
-        stop_server(srv)
