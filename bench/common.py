@@ -62,6 +62,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def current_rss_mb() -> float:
+    """Resident set size of this process now, in MiB (a baseline to read ``peak_rss_mb`` against)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
 PROTOCOL = "@@bench "  # prefix of the lines a stepping child writes to its parent; other output is ignored
 
 

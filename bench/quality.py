@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -69,11 +68,6 @@ class Budget:
     seed: int = 0
 
 
-def _current_rss_mb() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * resource.getpagesize() / 2**20
-
-
 def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
 
@@ -112,7 +106,7 @@ def run_one(dataset: str, method: str, budget: Budget) -> dict[str, Any]:
 def _train_adapter(base: Path, train_ds, test_ds, spec: Method, settings: dict, out: Path) -> dict[str, Any]:
     from adapterhub.compose.training import train
 
-    loaded_rss = _current_rss_mb()
+    loaded_rss = common.current_rss_mb()
     result = train(base, train_ds, spec.trainer, out, eval_data=test_ds, progress=False, **settings, **spec.config)
     training = result.card["training"]
     return {
@@ -141,7 +135,7 @@ def _train_weights(base: Path, train_ds, test_ds, method: str, settings: dict, o
     for p in head.parameters():
         p.requires_grad_(True)
     params = [p for p in model.parameters() if p.requires_grad]
-    loaded_rss = _current_rss_mb()
+    loaded_rss = common.current_rss_mb()
     model.train()
     losses, seconds = fit(model, tokenizer, train_ds, labels, params, {**TRAINING_DEFAULTS, **settings}, device,
                           False, method)
