@@ -23,6 +23,7 @@ import torch
 
 from adapterhub.compose import block_layers, composition, fusion, routing
 from adapterhub.compose.composition import Block, Fuse, Route
+from adapterhub.compose.tuners.site import iter_sites
 from adapterhub.errors import CompositionError, InvalidAdapterError
 
 if TYPE_CHECKING:
@@ -113,8 +114,10 @@ class CompositionMixin:
 
     def router_choices(self, route: Route) -> dict[str, torch.Tensor]:
         """Site path -> first-choice expert index per token in the last forward."""
-        layers = block_layers.layers_of(self, routing.ATTR, self._block_arg(route, Route, "router_choices").key())
-        return {p: layer.last_choice for p, layer in layers.items() if layer.last_choice is not None}
+        key = self._block_arg(route, Route, "router_choices").key()
+        sites = dict(iter_sites(self))
+        choices = {p: routing.last_choices(sites[p], key) for p in block_layers.layers_of(self, routing.ATTR, key)}
+        return {p: c for p, c in choices.items() if c is not None}
 
     # ------------------------------------------------------------------ weight-space merges
     def merge_adapters(

@@ -39,20 +39,58 @@ def layers_of(model: AdapterModel, attr: str, key: str) -> dict[str, nn.Module]:
     return {path: site._modules[attr][key] for path, site in iter_sites(model) if layer_at(site, attr, key) is not None}
 
 
+def share_group(block: Block, path: str, in_features: int) -> object:
+    """Sites in one group hold one layer object. A Route's ``scope`` sets the groups: each site its
+    own, one per transformer layer (the path up to its first numeric part, ``model.layers.3``), or one
+    for the model; a layer's weights only fit one input width, so the width is always in the group."""
+    scope = block.kwargs.get("scope", "site")
+    if scope == "site":
+        return path
+    if scope == "layer":
+        parts = path.split(".")
+        end = next((i + 1 for i, part in enumerate(parts) if part.isdigit()), len(parts))
+        return ".".join(parts[:end]), in_features
+    return in_features
+
+
+def unique_layers(layers: dict[str, nn.Module]) -> dict[str, nn.Module]:
+    """Each shared layer once, under the first site path that holds it (how it is saved and loaded)."""
+    seen: set[int] = set()
+    out: dict[str, nn.Module] = {}
+    for path, layer in layers.items():
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            out[path] = layer
+    return out
+
+
 def ensure_layers(model: AdapterModel, block: Block, attr: str, factory: Factory) -> dict[str, nn.Module]:
-    """Create the block's layer at every site that carries one of its adapters (existing ones kept)."""
+    """Create the block's layer at every site that carries one of its adapters (existing ones kept);
+    sites in one ``share_group`` get the same layer object."""
     leaves = set(block.leaves())
     ref = next(model.parameters())
     key = block.key()
+    groups: dict[object, nn.Module] = {}
+    wanted = []
     for path, site in iter_sites(model):
-        if not leaves.intersection(site.ah_adapters.keys()) or layer_at(site, attr, key) is not None:
+        if not leaves.intersection(site.ah_adapters.keys()):
             continue
+        in_f, out_f = site_facts(site, path).in_out_features
+        group = share_group(block, path, in_f)
+        existing = layer_at(site, attr, key)
+        if existing is not None:
+            groups.setdefault(group, existing)
+        else:
+            wanted.append((site, group, in_f, out_f))
+    for site, group, in_f, out_f in wanted:
+        layer = groups.get(group)
+        if layer is None:
+            layer = factory(in_f, out_f, len(block.children)).to(device=ref.device)
+            layer.train(site.training)  # a layer added to an eval-mode model must not add router noise
+            groups[group] = layer.requires_grad_(False)  # frozen until train_fusion/train_router
         if attr not in site._modules:
             site.add_module(attr, nn.ModuleDict())
-        in_f, out_f = site_facts(site, path).in_out_features
-        layer = factory(in_f, out_f, len(block.children)).to(device=ref.device)
-        layer.train(site.training)  # a layer added to an eval-mode model must not add router noise
-        site._modules[attr][key] = layer.requires_grad_(False)  # frozen until train_fusion/train_router
+        site._modules[attr][key] = layer
     layers = layers_of(model, attr, key)
     if not layers:
         raise CompositionError(f"{block!r}: none of its adapters is attached to this model")
@@ -64,7 +102,7 @@ def drop_layers_using(model: AdapterModel, name: str) -> None:
     for _, site in iter_sites(model):
         for attr in ("ah_fusions", "ah_routers"):
             layers = site._modules.get(attr)
-            for key in [k for k in (layers or {}) if name in re.split(r"[+\[\]:]", k)]:
+            for key in [k for k in (layers or {}) if name in re.split(r"[+\[\]:]", re.sub(r"@\w+", "", k))]:
                 del layers[key]
 
 
@@ -87,7 +125,7 @@ def train_layers(model: AdapterModel, block: Block, attr: str) -> None:
 
 
 def save_layers(model: AdapterModel, block: Block, attr: str, peft_type: str, path: Path) -> Path:
-    layers = layers_of(model, attr, block.key())
+    layers = unique_layers(layers_of(model, attr, block.key()))
     if not layers:
         raise CompositionError(f"{block!r} has no layers on this model to save")
     tensors = {
@@ -131,7 +169,8 @@ def load_layers(model: AdapterModel, path: Path, attr: str, peft_type: str, fact
 
 
 def _assign(layers: dict[str, nn.Module], tensors: dict[str, torch.Tensor], path: Path) -> None:
-    expected = {f"{site}.{name}": t for site, layer in layers.items() for name, t in layer.state_dict().items()}
+    expected = {f"{site}.{name}": t for site, layer in unique_layers(layers).items()
+                for name, t in layer.state_dict().items()}
     missing = sorted(set(expected) - set(tensors))
     if missing:
         raise InvalidAdapterError(f"{path}: the weights file lacks {missing[0]!r} ({len(missing)} missing)")

@@ -115,23 +115,39 @@ class Average(Block):
         return tuple(w / total for w in raw)
 
 
+ROUTER_SCOPES = ("site", "layer", "shared")
+
+
 class Route(Block):
-    """Mixture of adapter experts: a trainable router per site picks ``top_k`` children per token.
+    """Mixture of adapter experts: a trainable router picks ``top_k`` children per token.
 
     Gates are the softmax over the chosen experts' logits (renormalised); ``noise_std`` adds
     Gaussian noise to the logits while training; ``aux_loss_coef`` weighs the load-balancing loss
-    added to the model's loss.
+    added to the model's loss. ``scope`` says how many routers there are: one per adapter site
+    (``"site"``), one per transformer layer shared by that layer's sites (``"layer"``), or one for
+    the whole model (``"shared"``); sites of different input widths never share one.
 
     >>> Route("math", "code", top_k=1).kwargs["top_k"]
     1
+    >>> Route("math", "code", scope="layer").key()
+    'math+code@layer'
     """
 
-    def __init__(self, *children: str | Block, top_k: int = 1, noise_std: float = 0.0, aux_loss_coef: float = 0.01):
+    def __init__(self, *children: str | Block, top_k: int = 1, noise_std: float = 0.0, aux_loss_coef: float = 0.01,
+                 scope: str = "site"):
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= len(children):
             raise CompositionError(f"Route top_k must be an integer in [1, {len(children)}], got {top_k!r}")
         if float(noise_std) < 0 or float(aux_loss_coef) < 0:
             raise CompositionError("Route noise_std and aux_loss_coef must be >= 0")
-        super().__init__(*children, top_k=top_k, noise_std=float(noise_std), aux_loss_coef=float(aux_loss_coef))
+        if scope not in ROUTER_SCOPES:
+            raise CompositionError(f"Route scope must be one of {', '.join(ROUTER_SCOPES)}, got {scope!r}")
+        super().__init__(*children, top_k=top_k, noise_std=float(noise_std), aux_loss_coef=float(aux_loss_coef),
+                         scope=scope)
+
+    def key(self) -> str:
+        """Routers of another scope are other layers, so the scope is part of the storage key."""
+        scope = self.kwargs["scope"]
+        return super().key() if scope == "site" else f"{super().key()}@{scope}"
 
 
 BLOCKS: dict[str, type[Block]] = {"Stack": Stack, "Fuse": Fuse, "Average": Average, "Route": Route}

@@ -1,4 +1,9 @@
-"""Route: a mixture of adapter experts with a trainable router per site (per token, top-k).
+"""Route: a mixture of adapter experts with trainable routers (per token, top-k).
+
+A router lives at each site, in each transformer layer or once in the model (``Route(scope=...)``;
+``block_layers.share_group`` says which sites hold the same router). A shared router reads the input
+of each site it serves (a router is one small matmul, so q, k and v of a layer simply compute the
+same gates three times rather than caching them).
 
 The router is a linear map from the site's input hidden state to one logit per expert. The
 forward value uses the chosen experts only, with their softmax renormalised over the top k (so
@@ -29,38 +34,45 @@ class RouterLayer(nn.Module):
         super().__init__()
         self.router = nn.Linear(in_features, children, bias=False)
         nn.init.normal_(self.router.weight, std=0.02)
-        self.last_choice: torch.Tensor | None = None  # first-choice expert per token, last forward
 
-    def gates(self, x: torch.Tensor, top_k: int, noise_std: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """(gates, probs), both (..., experts); gates are zero off the top k."""
+    def gates(self, x: torch.Tensor, top_k: int, noise_std: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(gates, probs, first choice): gates and probs are (..., experts), gates zero off the top k."""
         logits = self.router(x.to(self.router.weight.dtype))
         if self.training and noise_std > 0:
             logits = logits + torch.randn_like(logits) * noise_std
         probs = logits.softmax(-1)
         top, idx = logits.topk(top_k, dim=-1)
         sparse = torch.zeros_like(probs).scatter(-1, idx, top.softmax(-1))
-        self.last_choice = idx[..., 0].detach()
-        return sparse + (probs - probs.detach()), probs
+        return sparse + (probs - probs.detach()), probs, idx[..., 0].detach()
 
 
 def new_layer(in_features: int, out_features: int, children: int) -> RouterLayer:
     return RouterLayer(in_features, out_features, children)
 
 
+CHOICES = "_ah_route_choices"  # site attribute: block key -> first-choice expert per token, last forward
+
+
 def combine(site, block, x: torch.Tensor, out: torch.Tensor, outs: list[torch.Tensor]) -> torch.Tensor:
     """Executor hook (see ``execute.COMBINERS``): ``out + sum_i g_i (out_i - out)``."""
-    layer = layer_at(site, ATTR, block.key())
+    key = block.key()
+    layer = layer_at(site, ATTR, key)
     if layer is None:
         return out
     kw = block.kwargs
-    gates, probs = layer.gates(x, kw["top_k"], kw["noise_std"])
+    gates, probs, choice = layer.gates(x, kw["top_k"], kw["noise_std"])
+    site.__dict__.setdefault(CHOICES, {})[key] = choice
     result = out
     for i, o in enumerate(outs):
         result = result + gates[..., i : i + 1].to(out.dtype) * (o - out)
     collected = site._ah_state.aux_losses
     if collected is not None and kw["aux_loss_coef"] > 0:
-        collected.append(kw["aux_loss_coef"] * load_balancing_loss(probs, layer.last_choice))
+        collected.append(kw["aux_loss_coef"] * load_balancing_loss(probs, choice))
     return result
+
+
+def last_choices(site, key: str) -> torch.Tensor | None:
+    return site.__dict__.get(CHOICES, {}).get(key)
 
 
 def load_balancing_loss(probs: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:

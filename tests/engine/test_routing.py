@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import adapterhub as ah
-from adapterhub.compose import execute
+from adapterhub.compose import execute, routing
+from adapterhub.compose.composition import block_from_dict
 from tests.helpers.tiny import batch, build
 
 
@@ -26,7 +27,7 @@ def test_top1_route_gives_each_token_exactly_one_experts_output():
     x = torch.randn(2, 7, 32)
     with torch.no_grad():
         got = execute.site_output(site, route, x)
-        choice = site.ah_routers["x+y"].last_choice
+        choice = routing.last_choices(site, "x+y")
         outs = torch.stack([execute.site_output(site, n, x) for n in ("x", "y")])  # (2, batch, tokens, d)
     expected = torch.where(choice[..., None] == 0, outs[0], outs[1])
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
@@ -119,7 +120,8 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def test_router_sends_each_tasks_tokens_to_its_expert(one_thread):
+@pytest.mark.parametrize("scope", ["site", "layer", "shared"])
+def test_router_sends_each_tasks_tokens_to_its_expert(one_thread, scope):
     g = torch.Generator().manual_seed(1)
     model = ah.AdapterModel(build("llama-causal", seed=1, initializer_range=0.1))
     for name in ("a", "b"):  # one expert per task, trained alone
@@ -131,7 +133,7 @@ def test_router_sends_each_tasks_tokens_to_its_expert(one_thread):
             opt.zero_grad()
             model(input_ids=ids, labels=ids).loss.backward()
             opt.step()
-    route = ah.Route("a", "b", top_k=1, aux_loss_coef=0.1)
+    route = ah.Route("a", "b", top_k=1, aux_loss_coef=0.1, scope=scope)
     model.add_router(route)
     model.train_router(route)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-2)
@@ -151,3 +153,92 @@ def test_router_sends_each_tasks_tokens_to_its_expert(one_thread):
         model.set_active(route)
         assert share >= 0.9, f"task {kind}: only {share:.1%} of token routings went to its expert"
         assert routed <= 1.1 * own, f"task {kind}: routed loss {routed:.3f}, its expert's {own:.3f}"
+
+
+# ---------------------------------------------------------------------- router scope: per site, per layer, shared
+def _scoped(scope: str):
+    model = ah.AdapterModel(build("llama-causal"))
+    for name, r in (("x", 4), ("y", 2)):
+        model.add_adapter(name, ah.LoRAConfig(r=r, init_lora_weights=False, target_modules=["q_proj", "v_proj", "down_proj"]))
+    route = ah.Route("x", "y", top_k=1, scope=scope)
+    model.add_router(route)
+    return model, route
+
+
+def _routers(model, route) -> dict[str, object]:
+    return {n: m.ah_routers[route.key()] for n, m in model.named_modules() if hasattr(m, "ah_routers")}
+
+
+@pytest.mark.parametrize(("scope", "expected_groups"), [
+    ("site", 6),    # q, v, down in each of the 2 layers
+    ("layer", 4),   # per layer: one for q and v (hidden width), one for down (intermediate width)
+    ("shared", 2),  # one per input width for the whole model
+])
+def test_router_scope_sets_how_many_routers_exist(scope, expected_groups):
+    model, route = _scoped(scope)
+    routers = _routers(model, route)
+    assert len(routers) == 6
+    assert len({id(r) for r in routers.values()}) == expected_groups
+    model.train_router(route)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    widths = {"q_proj": 32, "v_proj": 32, "down_proj": 64}
+    per_site = sum(2 * widths[p.rsplit(".", 1)[1]] for p in routers)
+    assert trainable == {"site": per_site, "layer": 2 * (32 + 64) * 2, "shared": 2 * (32 + 64)}[scope]
+    if scope == "layer":
+        assert routers["model.layers.0.self_attn.q_proj"] is routers["model.layers.0.self_attn.v_proj"]
+        assert routers["model.layers.0.self_attn.q_proj"] is not routers["model.layers.1.self_attn.q_proj"]
+    if scope == "shared":
+        assert routers["model.layers.0.self_attn.q_proj"] is routers["model.layers.1.self_attn.v_proj"]
+        assert routers["model.layers.0.mlp.down_proj"] is routers["model.layers.1.mlp.down_proj"]
+
+
+def test_shared_router_trains_saves_once_and_reloads(tmp_path):
+    from safetensors.torch import load_file
+
+    model, route = _scoped("shared")
+    model.train_router(route)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids, mask = batch()
+    for _ in range(3):
+        opt.zero_grad()
+        model(input_ids=ids, attention_mask=mask, labels=ids).loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask).logits
+    choices = model.router_choices(route)
+    assert len(choices) == 6  # one record per site, though only two routers exist
+    for name in ("x", "y"):
+        model.save_adapter(name, tmp_path / name)
+    model.save_router(route, tmp_path / "router")
+    assert len(load_file(tmp_path / "router" / "adapter_model.safetensors")) == 2
+    fresh = ah.AdapterModel(build("llama-causal"))
+    for name in ("x", "y"):
+        fresh.load_adapter(tmp_path / name)
+    assert fresh.load_router(tmp_path / "router") == route
+    assert len({id(r) for r in _routers(fresh, route).values()}) == 2
+    fresh.set_active(route)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(input_ids=ids, attention_mask=mask).logits, expected, atol=1e-5, rtol=0)
+    for path, choice in fresh.router_choices(route).items():
+        assert torch.equal(choice, choices[path])
+
+
+def test_routes_of_different_scope_keep_separate_routers():
+    model, site_route = _scoped("site")
+    layer_route = ah.Route("x", "y", top_k=1, scope="layer")
+    with pytest.raises(ah.CompositionError, match=r"Route\(x\+y@layer\) has no trained layers"):
+        model.set_active(layer_route)
+    model.add_router(layer_route)
+    site = model.get_submodule("model.layers.0.self_attn.q_proj")
+    assert set(site.ah_routers) == {"x+y", "x+y@layer"}
+    model.delete_adapter("y")
+    assert not hasattr(site, "ah_routers") or not len(site.ah_routers)
+
+
+def test_route_scope_must_be_known():
+    with pytest.raises(ah.CompositionError, match=r"Route scope must be one of site, layer, shared, got 'token'"):
+        ah.Route("x", "y", scope="token")
+    assert ah.Route("x", "y").to_dict()["kwargs"]["scope"] == "site"
+    old = {"type": "Route", "children": ["x", "y"], "kwargs": {"top_k": 1, "noise_std": 0.0, "aux_loss_coef": 0.01}}
+    assert block_from_dict(old) == ah.Route("x", "y")  # recipes written before scopes existed
