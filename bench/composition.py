@@ -78,9 +78,15 @@ def _mixed_one(base: torch.nn.Module, ids: torch.Tensor, n: int, repeats: int) -
     return {
         "seconds": med,
         "tokens_per_s": {k: tokens / v for k, v in med.items()},
-        "fraction_of_base": {k: med["base"] / v for k, v in med.items() if k != "base"},
-        "ours_vs_peft_speed": med["peft"] / med["ours"],
+        "fraction_of_base": {k: paired_ratio(samples["base"], v) for k, v in samples.items() if k != "base"},
+        "ours_vs_peft_speed": paired_ratio(samples["peft"], samples["ours"]),
     }
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of ``numerator[i] / denominator[i]``: both timed in the same rotated round,
+    so a slow spell on a shared machine moves both and cancels (medians of each drift apart)."""
+    return median([a / b for a, b in zip(numerator, denominator, strict=True)])
 
 
 def hot_load(layers: int, loads: int) -> dict:
@@ -156,7 +162,7 @@ def blocks(layers: int, batch: int, seq: int, repeats: int) -> dict:
 def run(quick: bool, selected: Callable[[str], bool] = lambda _k: True) -> dict:
     setup_torch()
     layers = 2 if quick else 30
-    repeats = 3 if quick else 5
+    repeats = 3 if quick else 9
     results: dict = {"layers": layers, "repeats": repeats}
     if selected("composition/mixed"):
         print("composition/mixed: 32 x 64 over 8, 32 and 128 loaded LoRA adapters ...", flush=True)
