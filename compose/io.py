@@ -275,7 +275,7 @@ def load_adapter(model: AdapterModel, source: str | Path, name: str | None = Non
         with building_for_load():  # every tensor is assigned just below
             model.add_adapter(name, config)
         try:
-            assign(model, name, tensors)
+            assign(model, name, tensors, adopt=True)
         except BaseException:
             model.delete_adapter(name)
             raise
@@ -327,8 +327,13 @@ def _check_targets_exist(model: AdapterModel, paths: list[str], name: str) -> No
         )
 
 
-def assign(model: AdapterModel, name: str, tensors: dict[str, torch.Tensor]) -> None:
-    """Copy saved tensors into the adapter's parameters, naming the module and both shapes on mismatch."""
+def assign(model: AdapterModel, name: str, tensors: dict[str, torch.Tensor], adopt: bool = False) -> None:
+    """Copy saved tensors into the adapter's parameters, naming the module and both shapes on mismatch.
+
+    ``adopt``: parameters just built for this load take the file's tensors as their storage when
+    dtype and device already match (each tensor ``load_file`` returns owns its memory): a second
+    allocation and a copy of every weight were a third of a hot-load. A hot swap copies in place
+    instead, so whoever holds the old parameters (an optimizer, a LoRA bank) sees the new values."""
     params = _adapter_tensors(model, name)
     missing = sorted(set(params) - set(tensors))
     if missing:
@@ -352,7 +357,10 @@ def assign(model: AdapterModel, name: str, tensors: dict[str, torch.Tensor]) -> 
                     f"adapter {name!r}: {key.split('.', 2)[-1]} has shape {tuple(value.shape)} in the file, "
                     f"this model needs {tuple(target.shape)}"
                 )
-            target.copy_(value.to(target.dtype))
+            if adopt and value.dtype == target.dtype and value.device == target.device:
+                target.data = value
+            else:
+                target.copy_(value.to(target.dtype))
 
 
 def hot_swap(model: AdapterModel, name: str, config, tensors: dict[str, torch.Tensor]) -> None:

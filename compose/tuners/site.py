@@ -158,9 +158,10 @@ def linear(in_features: int, out_features: int, bias: bool = True) -> nn.Linear:
         return nn.Linear(in_features, out_features, bias=bias)
     layer = nn.Linear.__new__(nn.Linear)
     nn.Module.__init__(layer)
-    layer.in_features, layer.out_features = in_features, out_features
-    layer.weight = nn.Parameter(torch.empty(out_features, in_features))
-    layer.register_parameter("bias", nn.Parameter(torch.empty(out_features)) if bias else None)
+    # straight into the dicts Module.__setattr__ would fill: its checks were half of this function
+    layer.__dict__.update(in_features=in_features, out_features=out_features)
+    layer._parameters["weight"] = nn.Parameter(torch.empty(out_features, in_features))
+    layer._parameters["bias"] = nn.Parameter(torch.empty(out_features)) if bias else None
     return layer
 
 
