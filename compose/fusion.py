@@ -38,13 +38,35 @@ class FusionLayer(nn.Module):
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, outs: list[torch.Tensor], temperature: float) -> torch.Tensor:
+        """The formula above, computed without projecting every adapter's output twice.
+
+        ``k(o_i) . q = o_i . (W_k^T q) + b_k . q``: the last term is the same for every ``i`` and
+        cancels in the softmax, so one ``W_k^T q`` per token replaces n key projections; and with a
+        bias-free value projection ``sum_i p_i v(o_i) = v(sum_i p_i o_i)``, one projection replaces
+        n. Out of training, query and key fold into one matrix. A Fuse of two adapters went from
+        five d x d products per site to two."""
         dtype = self.query.weight.dtype
         stacked = torch.stack([o.to(dtype) for o in outs], dim=-2)  # (..., n, d)
-        q = self.query(x.to(dtype)).unsqueeze(-1)  # (..., d, 1)
-        scores = (self.key(stacked) @ q).squeeze(-1) / (math.sqrt(stacked.shape[-1]) * temperature)
+        if torch.is_grad_enabled():
+            qk = self.query(x.to(dtype)) @ self.key.weight  # (..., d): W_k^T q(x)
+        else:
+            qk = torch.nn.functional.linear(x.to(dtype), *self._folded_query_key())
+        scores = (stacked @ qk.unsqueeze(-1)).squeeze(-1) / (math.sqrt(stacked.shape[-1]) * temperature)
         probs = scores.softmax(dim=-1)
         self.last_weights = probs.detach().reshape(-1, probs.shape[-1]).mean(0)
-        return (probs.unsqueeze(-1) * self.value(stacked)).sum(-2).to(outs[0].dtype)
+        mixed = (probs.unsqueeze(-2) @ stacked).squeeze(-2)  # (..., d)
+        return self.value(mixed).to(outs[0].dtype)
+
+    def _folded_query_key(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W, b)`` with ``x W^T + b = W_k^T q(x)``, for use without autograd: one product per
+        token instead of two. Folded again only when a weight changes."""
+        q_w, q_b, k_w = self.query.weight, self.query.bias, self.key.weight
+        stamp = tuple((id(t), t._version) for t in (q_w, q_b, k_w))
+        folded = self.__dict__.get("_folded")
+        if folded is None or folded[0] != stamp:
+            folded = (stamp, k_w.t() @ q_w, q_b @ k_w)
+            self.__dict__["_folded"] = folded
+        return folded[1], folded[2]
 
 
 def new_layer(in_features: int, out_features: int, children: int) -> FusionLayer:

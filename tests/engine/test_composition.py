@@ -303,3 +303,34 @@ def test_merge_refuses_an_active_fusion_or_average():
     with pytest.raises(ah.InvalidAdapterError, match=r"^cannot merge the active composition Average\('l1', 'l2'"):
         model.merge()
     assert model.merged_adapters == ()
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_fusion_layer_matches_the_adapterfusion_formula_with_trained_weights(grad):
+    """The layer projects each adapter output by key and value, as written in the paper; ours folds
+    them (see FusionLayer.forward). Checked with random weights and biases, with and without autograd."""
+    from adapterhub.compose.fusion import FusionLayer
+
+    torch.manual_seed(0)
+    layer = FusionLayer(12, 8, 3)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    x = torch.randn(2, 5, 12)
+    outs = [torch.randn(2, 5, 8) for _ in range(3)]
+    q = layer.query(x)
+    scores = torch.stack([(layer.key(o) * q).sum(-1) for o in outs], -1) / (8 ** 0.5 * 0.7)
+    probs = scores.softmax(-1)
+    expected = sum(probs[..., i : i + 1] * layer.value(o) for i, o in enumerate(outs))
+    with torch.set_grad_enabled(grad):
+        got = layer(x, outs, 0.7)
+        again = layer(x, outs, 0.7)  # the folded weights are reused without autograd
+    torch.testing.assert_close(got, expected.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(again, got)
+    torch.testing.assert_close(layer.last_weights, probs.detach().reshape(-1, 3).mean(0))
+    with torch.no_grad():
+        layer.query.weight.add_(1.0)  # a changed weight is folded again
+        q = layer.query(x)
+        scores = torch.stack([(layer.key(o) * q).sum(-1) for o in outs], -1) / (8 ** 0.5 * 0.7)
+        expected = sum(scores.softmax(-1)[..., i : i + 1] * layer.value(o) for i, o in enumerate(outs))
+        torch.testing.assert_close(layer(x, outs, 0.7), expected, atol=1e-5, rtol=1e-5)
