@@ -73,17 +73,23 @@ def prompt_generate(model, encoders, forward, generate, kwargs: dict):
     if mask is None:
         mask = torch.ones_like(input_ids)
     dtype = model.get_input_embeddings().weight.dtype
+    # generate repeats each row for its beams / returned sequences but cannot repeat a cache it
+    # was handed, so the virtual tokens' cache is built for every copy already
+    config = kwargs.get("generation_config") or model.generation_config
+    copies = max(kwargs.get("num_beams") or config.num_beams or 1,
+                 kwargs.get("num_return_sequences") or config.num_return_sequences or 1)
+    rows = batch * copies
     if prefixes:
-        cache = build_prefix_cache(model.config, [p.key_values(batch, dtype) for p in prefixes])
+        cache = build_prefix_cache(model.config, [p.key_values(rows, dtype) for p in prefixes])
     else:
         cache = DynamicCache(config=model.config)
     n_prefix = sum(p.num_virtual_tokens for p in prefixes)
     n_prompt = sum(p.num_virtual_tokens for p in prompts)
     if prompts:
-        virtual = torch.cat([p.prompts(batch) for p in prompts], dim=1).to(dtype)
+        virtual = torch.cat([p.prompts(rows) for p in prompts], dim=1).to(dtype)
         forward(
             inputs_embeds=virtual,
-            attention_mask=_ones(batch, n_prefix + n_prompt, mask),
+            attention_mask=_ones(rows, n_prefix + n_prompt, mask),
             past_key_values=cache,
             use_cache=True,
         )
