@@ -25,7 +25,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from adapterhub.compose import block_layers, composition, execute, io, per_row, prompting, routing
+from adapterhub.compose import (
+    block_layers,
+    composition,
+    execute,
+    io,
+    per_row,
+    per_row_prompts,
+    prompting,
+    routing,
+)
 from adapterhub.compose.api import CompositionMixin
 from adapterhub.compose.model_facts import fill_model_facts
 from adapterhub.compose.targets import find_heads, find_targets
@@ -331,13 +340,18 @@ class AdapterModel(CompositionMixin):
             if names is None:
                 out = self._ah_forward(args, kwargs)
             else:
-                with per_row.row_plan(self, names, _batch_size(args, kwargs)):
-                    out = self._ah_forward(args, kwargs)
+                with per_row.row_plan(self, names, _batch_size(args, kwargs)) as plan:
+                    if plan.virtual_groups:
+                        out = per_row_prompts.forward(self, plan, _bind_positional(super().forward, args, kwargs))
+                    else:
+                        out = self._ah_forward(args, kwargs)
         return routing.attach_aux(out, aux)
 
-    def _ah_forward(self, args: tuple, kwargs: dict):
+    def _ah_forward(self, args: tuple, kwargs: dict, encoders: list[nn.Module] | None = None):
+        """The base forward, with ``encoders`` (default: the active prompt/prefix adapters) prepended."""
         state = self._ah_state
-        encoders = [] if state.in_generate or state.row_plan is not None else self._active_prompt_encoders()
+        if encoders is None:
+            encoders = [] if state.in_generate or state.row_plan is not None else self._active_prompt_encoders()
         if not encoders:
             return super().forward(*args, **kwargs)
         kwargs = _bind_positional(super().forward, args, kwargs)
@@ -345,14 +359,20 @@ class AdapterModel(CompositionMixin):
 
     def generate(self, *args, **kwargs):
         names = kwargs.pop("adapter_names", None)
-        if names is not None:
-            with per_row.row_plan(self, names, _batch_size(args, kwargs)):
+        if names is None:
+            encoders = self._active_prompt_encoders()
+            if not encoders:
                 return super().generate(*args, **kwargs)
-        encoders = self._active_prompt_encoders()
-        if not encoders:
+            return self._ah_generate(_with_input_ids(args, kwargs), encoders)
+        with per_row.row_plan(self, names, _batch_size(args, kwargs)) as plan:
+            if plan.virtual_groups:
+                return per_row_prompts.generate(self, plan, _with_input_ids(args, kwargs))
             return super().generate(*args, **kwargs)
-        if args:
-            kwargs["input_ids"] = args[0]
+
+    def _ah_generate(self, kwargs: dict, encoders: list[nn.Module]):
+        """transformers' generate, with ``encoders``' virtual tokens put in the cache first."""
+        if not encoders:
+            return super().generate(**kwargs)
         if kwargs.get("input_ids") is None:
             raise InvalidAdapterError("generate() with a prompt or prefix adapter needs input_ids")
         state = self._ah_state
@@ -375,6 +395,12 @@ def _batch_size(args: tuple, kwargs: dict) -> int | None:
     if ref is None:
         ref = kwargs.get("inputs_embeds")
     return ref.shape[0] if isinstance(ref, torch.Tensor) else None
+
+
+def _with_input_ids(args: tuple, kwargs: dict) -> dict:
+    if args:
+        kwargs["input_ids"] = args[0]
+    return kwargs
 
 
 def _bind_positional(fn, args: tuple, kwargs: dict) -> dict:

@@ -13,8 +13,8 @@ then:
   group of rows through the same executor as a whole-batch composition.
 
 Generation with ``num_return_sequences``/beams repeats each row's entry for its copies. Dropout is
-not applied on the per-row path (it serves inference). Prompt and prefix adapters change sequence
-lengths and cannot mix per row.
+not applied on the per-row path (it serves inference). Rows with prompt or prefix adapters change
+sequence lengths; they run as groups (``per_row_prompts``), each group through this plan.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from adapterhub.errors import AdapterNotFoundError, CompositionError
 if TYPE_CHECKING:
     from adapterhub.compose.model import AdapterModel
 
-ROW_METHODS = ("lora", "ia3", "bottleneck")
+VIRTUAL_TOKEN_METHODS = ("prompt_tuning", "prefix_tuning")
 Entry = str | Block | None
 
 
@@ -56,10 +56,17 @@ class RowPlan:
         self.lora_names = frozenset(n for n in self.lora if n)
         groups: dict[str, tuple[Entry, list[int]]] = {}
         for i, e in enumerate(self.entries):
-            if e is not None and self.lora[i] is None:
+            if self.lora[i] is None and any(model._ah_configs[n].method not in VIRTUAL_TOKEN_METHODS for n in leaves_of(e)):
                 groups.setdefault(repr(e), (e, []))[1].append(i)
         self.groups = [(node, torch.tensor(rows)) for node, rows in groups.values()]
         self._index_cache: dict[tuple, torch.Tensor] = {}
+        virtual: dict[tuple[str, ...], list[int]] = {}
+        for i, e in enumerate(self.entries):
+            key = tuple(n for n in leaves_of(e) if model._ah_configs[n].method in VIRTUAL_TOKEN_METHODS)
+            virtual.setdefault(key, []).append(i)
+        # rows by their prompt/prefix adapters, when some row has any (see per_row_prompts)
+        self.virtual_groups: list[tuple[tuple[str, ...], list[int]]] | None = (
+            list(virtual.items()) if set(virtual) != {()} else None)
 
     # ------------------------------------------------------------------ sites
     def apply(self, site, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
@@ -183,11 +190,6 @@ def resolve_entry(model: AdapterModel, row: int, entry, merged: set[str]) -> Ent
         raise CompositionError(f"adapter_names[{row}] must be an adapter name, a composition or None, got {entry!r}")
     model._check_composition(entry)
     for leaf in leaves_of(entry):
-        method = model._ah_configs[leaf].method
-        if method not in ROW_METHODS:
-            raise CompositionError(
-                f"adapter_names[{row}]: {method} adapter {leaf!r} cannot be mixed per row (supported: {', '.join(ROW_METHODS)})"
-            )
         if leaf in merged:
             raise CompositionError(f"adapter_names[{row}]: adapter {leaf!r} is merged into the base; unmerge() first")
     return entry

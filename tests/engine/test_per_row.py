@@ -151,12 +151,9 @@ def test_adapter_names_with_unknown_name_is_not_found():
         model(input_ids=ids, attention_mask=mask, adapter_names=["l4", "nope"])
 
 
-def test_adapter_names_refuses_prompt_and_merged_adapters():
+def test_adapter_names_refuses_merged_adapters():
     model = _model("llama-causal")
-    model.add_adapter("p", ah.PromptTuningConfig(num_virtual_tokens=2))
     ids, mask = batch(rows=2)
-    with pytest.raises(ah.CompositionError, match=r"^adapter_names\[0\]: prompt_tuning adapter 'p' cannot be mixed per row"):
-        model(input_ids=ids, attention_mask=mask, adapter_names=["p", None])
     model.merge("l4")
     with pytest.raises(ah.CompositionError, match=r"^adapter_names\[1\]: adapter 'l4' is merged into the base; unmerge\(\) first$"):
         model(input_ids=ids, attention_mask=mask, adapter_names=[None, "l4"])
@@ -184,3 +181,79 @@ def test_per_row_accepts_blocks_and_composition_names():
         got = model(input_ids=ids, attention_mask=mask, adapter_names=names).logits
     for i, name in enumerate(names):
         torch.testing.assert_close(got[i : i + 1], _alone(model, name, ids[i : i + 1], mask[i : i + 1]), atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------- prompt and prefix rows (run by group)
+def _with_virtual_tokens(arch: str):
+    model = _model(arch)
+    task = {"task_type": "SEQ_CLS"} if arch.endswith("seqcls") else {}
+    model.add_adapter("p", ah.PromptTuningConfig(num_virtual_tokens=3, **task))
+    model.add_adapter("p5", ah.PromptTuningConfig(num_virtual_tokens=5, **task))
+    model.add_adapter("pre", ah.PrefixTuningConfig(num_virtual_tokens=4, **task))
+    with torch.no_grad():  # prompts that really differ from each other and from no prompt
+        g = torch.Generator().manual_seed(5)
+        for name, p in model.named_parameters():
+            if ".ah_prompts." in name:
+                p.copy_(torch.randn(p.shape, generator=g))
+    return model
+
+
+VIRTUAL_ROWS = ["p", "l4", None, "pre", ah.Stack("l4", "p"), "p", "p5", "ia3", ah.Stack("l2", "pre")]
+
+
+@pytest.mark.parametrize("arch", ["llama-causal", "gpt2", "bert-seqcls"])
+def test_per_row_forward_with_prompt_and_prefix_rows_equals_each_row_alone(arch):
+    model = _with_virtual_tokens(arch)
+    ids, mask = batch(rows=len(VIRTUAL_ROWS))
+    mask[2, -3:] = 0  # a padded row
+    passes = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda *_: passes.append(1))
+    with torch.no_grad():
+        got = model(input_ids=ids, attention_mask=mask, adapter_names=VIRTUAL_ROWS)
+    hook.remove()
+    assert len(passes) == 4  # one pass per distinct set of virtual tokens: none, p, pre, p5
+    assert got.logits.shape[:2] == (len(VIRTUAL_ROWS), ids.shape[1]) if arch != "bert-seqcls" else got.logits.shape[0] == len(VIRTUAL_ROWS)
+    for i, name in enumerate(VIRTUAL_ROWS):
+        expected = _alone(model, name, ids[i : i + 1], mask[i : i + 1])
+        torch.testing.assert_close(got.logits[i : i + 1], expected, atol=1e-5, rtol=0, msg=f"row {i} ({name})")
+    assert model._ah_state.row_plan is None
+
+
+@pytest.mark.parametrize("arch", ["llama-causal", "gpt2"])
+def test_per_row_generate_with_prompt_and_prefix_rows_equals_each_row_alone(arch):
+    model = _with_virtual_tokens(arch)
+    ids, mask = batch(rows=len(VIRTUAL_ROWS), length=6)
+    ids[3, :2], mask[3, :2] = 0, 0  # a left-padded row
+    kw = dict(max_new_tokens=5, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        got = model.generate(input_ids=ids, attention_mask=mask, adapter_names=VIRTUAL_ROWS, **kw)
+        for i, name in enumerate(VIRTUAL_ROWS):
+            model.set_active(name)
+            alone = model.generate(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1], **kw)
+            width = alone.shape[1]
+            assert torch.equal(got[i : i + 1, :width], alone), f"row {i} ({name})"
+            assert (got[i, width:] == 0).all()  # a group that stopped early is padded, as a batch pads its rows
+        model.set_active(None)
+        # beams: the virtual tokens' cache is built for every copy (it failed even for one prompt adapter)
+        beams = model.generate(input_ids=ids[:4], attention_mask=mask[:4], adapter_names=VIRTUAL_ROWS[:4],
+                               num_beams=2, num_return_sequences=2, **kw)
+        assert beams.shape[0] == 8
+        for i, name in enumerate(VIRTUAL_ROWS[:4]):
+            model.set_active(name)
+            alone = model.generate(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1], num_beams=2,
+                                   num_return_sequences=2, **kw)
+            assert torch.equal(beams[2 * i : 2 * i + 2, : alone.shape[1]], alone), f"row {i} ({name}) beams"
+
+
+def test_per_row_prompt_groups_refuse_what_cannot_be_merged():
+    model = _with_virtual_tokens("llama-causal")
+    ids, mask = batch(rows=2)
+    with pytest.raises(ah.CompositionError, match=r"^labels cannot be combined with adapter_names that mix prompt/prefix"):
+        model(input_ids=ids, attention_mask=mask, labels=ids, adapter_names=["p", "l4"])
+    with pytest.raises(ah.CompositionError, match=r"^return_dict_in_generate cannot be combined with adapter_names"):
+        model.generate(input_ids=ids, attention_mask=mask, adapter_names=["p", None], max_new_tokens=2,
+                       return_dict_in_generate=True)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, adapter_names=["p", "pre"], use_cache=True)
+    assert out.past_key_values is None  # the groups' caches have different lengths: not stacked
+    assert model._ah_state.row_plan is None

@@ -104,6 +104,26 @@ def test_concurrent_requests_equal_single_requests(base, hub):
     assert all(len(t) <= n for t, (_, _, n) in zip(expected, requests, strict=True))
 
 
+def test_prompt_and_prefix_adapters_share_batches_with_lora(base, hub, tmp_path):
+    """Rows with virtual tokens run as groups inside the micro-batch (they used to fail the batch)."""
+    am = ah.AdapterModel(build("llama-causal"))
+    for name, config in (("pt", ah.PromptTuningConfig(num_virtual_tokens=4)), ("px", ah.PrefixTuningConfig(num_virtual_tokens=3))):
+        am.add_adapter(name, config)
+        with torch.no_grad():
+            for p in am.adapter_parameters(name):
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name) + p.numel())))
+        hub.add(f"acme/{name}", "1.0.0", am.save_adapter(name, tmp_path / name))
+    refs = ["acme/pt:prod", "acme/a1:prod", "acme/px:prod", "acme/pt:prod", "acme/a2:prod", "acme/px:prod"] * 2
+    requests = [(ref, _prompt(i), 4) for i, ref in enumerate(refs)]
+    with AdapterServer(base[0], hub, max_batch=1) as single:
+        expected = [single.complete(ref, p, max_tokens=n).token_ids for ref, p, n in requests]
+    with AdapterServer(base[0], hub, max_batch=16, max_wait_ms=50) as srv:
+        with ThreadPoolExecutor(12) as pool:
+            got = list(pool.map(lambda a: srv.complete(a[0], a[1], max_tokens=a[2]).token_ids, requests))
+        assert srv.metrics.batches < len(requests)
+    assert got == expected
+
+
 def test_lru_evicts_by_count_keeps_pinned(base, hub):
     with AdapterServer(base[0], hub, max_adapters=3) as srv:
         srv.pin("acme/a0:prod")
