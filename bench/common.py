@@ -57,6 +57,13 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """Median over rounds of ``numerator[i] / denominator[i]`` for two ``time_interleaved`` columns:
+    both were timed in the same rotated round, so a slow spell on a shared machine moves both and
+    cancels (medians of each column drift apart)."""
+    return median([a / b for a, b in zip(numerator, denominator, strict=True)])
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (``ru_maxrss`` is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -23,7 +23,7 @@ from peft.utils.hotswap import hotswap_adapter
 from safetensors.torch import load_file
 
 import adapterhub as ah
-from bench.common import median, setup_torch, time_interleaved
+from bench.common import median, paired_ratio, setup_torch, time_interleaved
 from bench.engine import _llama
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -81,12 +81,6 @@ def _mixed_one(base: torch.nn.Module, ids: torch.Tensor, n: int, repeats: int) -
         "fraction_of_base": {k: paired_ratio(samples["base"], v) for k, v in samples.items() if k != "base"},
         "ours_vs_peft_speed": paired_ratio(samples["peft"], samples["ours"]),
     }
-
-
-def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
-    """Median over rounds of ``numerator[i] / denominator[i]``: both timed in the same rotated round,
-    so a slow spell on a shared machine moves both and cancels (medians of each drift apart)."""
-    return median([a / b for a, b in zip(numerator, denominator, strict=True)])
 
 
 def hot_load(layers: int, loads: int) -> dict:

@@ -54,17 +54,17 @@ class RowPlan:
             e if isinstance(e, str) and model._ah_configs[e].method == "lora" else None for e in self.entries
         ]
         self.lora_names = frozenset(n for n in self.lora if n)
-        groups: dict[str, tuple[Entry, list[int]]] = {}
+        groups: dict[str, tuple[Entry, list[int]]] = {}  # entries run through the executor at sites
+        virtual: dict[tuple[str, ...], list[int]] = {}  # rows by their prompt/prefix adapters
         for i, e in enumerate(self.entries):
-            if self.lora[i] is None and any(model._ah_configs[n].method not in VIRTUAL_TOKEN_METHODS for n in leaves_of(e)):
+            leaves = leaves_of(e)
+            prompts = tuple(n for n in leaves if model._ah_configs[n].method in VIRTUAL_TOKEN_METHODS)
+            virtual.setdefault(prompts, []).append(i)
+            if self.lora[i] is None and len(prompts) < len(leaves):
                 groups.setdefault(repr(e), (e, []))[1].append(i)
         self.groups = [(node, torch.tensor(rows)) for node, rows in groups.values()]
         self._index_cache: dict[tuple, torch.Tensor] = {}
-        virtual: dict[tuple[str, ...], list[int]] = {}
-        for i, e in enumerate(self.entries):
-            key = tuple(n for n in leaves_of(e) if model._ah_configs[n].method in VIRTUAL_TOKEN_METHODS)
-            virtual.setdefault(key, []).append(i)
-        # rows by their prompt/prefix adapters, when some row has any (see per_row_prompts)
+        # only when some row has virtual tokens (see per_row_prompts)
         self.virtual_groups: list[tuple[tuple[str, ...], list[int]]] | None = (
             list(virtual.items()) if set(virtual) != {()} else None)
 
