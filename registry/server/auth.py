@@ -33,6 +33,15 @@ def aware(dt: datetime | None) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
+def to_utc(dt: datetime | None) -> datetime | None:
+    """An input time as UTC before it is stored: SQLite's DATETIME keeps the wall-clock digits and
+    drops the offset, so ``12:00+05:00`` stored as is would read back as ``12:00`` UTC, five hours off.
+    A time without an offset is taken as UTC."""
+    if dt is None:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
 def hash_secret(salt: str, secret: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
 

@@ -38,6 +38,8 @@ class Token(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # the token that minted this one (a user's own tokens only): revoking a token revokes its children
+    parent_id: int | None = Field(default=None, foreign_key="token.id", index=True)
 
 
 class Namespace(SQLModel, table=True):
@@ -96,6 +98,20 @@ class Version(SQLModel, table=True):
 class Blob(SQLModel, table=True):
     sha256: str = Field(primary_key=True, max_length=64)
     size: int = Field(sa_type=BigInteger)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class BlobUpload(SQLModel, table=True):
+    """Who has proven they hold a blob's bytes, by uploading them (again, if already stored).
+
+    Blobs are stored once, but knowing a sha256 is no proof of having the file: a version may
+    list a blob only if its publisher uploaded it or may already read a version that lists it,
+    as OCI registries require before a cross-repository mount.
+    """
+
+    __tablename__ = "blob_upload"
+    sha256: str = Field(foreign_key="blob.sha256", primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="user.id", primary_key=True, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
 

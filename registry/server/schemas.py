@@ -45,6 +45,7 @@ class TokenCreate(BaseModel):
 class TokenCreated(BaseModel):
     id: int
     token: str = Field(description="the secret, shown once", examples=["ah_0123abcd_…"])
+    expires_at: datetime | None = Field(default=None, description="in UTC; never after the minting token's")
 
 
 class ScopeEntry(BaseModel):

@@ -44,3 +44,20 @@ def assert_still(before: Any, read: Callable[[], Any], settle_s: float = 5.0) ->
         time.sleep(0.05)
         after = read()
     assert after == before
+
+
+def database_state(server) -> dict[str, list[str]]:
+    """Every row of every table of a running registry's database, SQLite or PostgreSQL alike."""
+    from sqlalchemy import create_engine, inspect, text
+
+    from adapterhub.registry.server.settings import normalize_database_url
+
+    url = normalize_database_url(server.database_url) if server.database_url else \
+        f"sqlite:///{server.home / 'registry.sqlite'}"
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {t: sorted(repr(tuple(r)) for r in conn.execute(text(f'SELECT * FROM "{t}"')))
+                    for t in sorted(inspect(conn).get_table_names())}
+    finally:
+        engine.dispose()

@@ -295,11 +295,11 @@ def test_an_older_schema_backup_is_migrated_to_head(tmp_path):
     db.upgrade(engine)  # an empty registry already at head
     engine.dispose()
     done = restore(new, tmp_path / "b")
-    assert done["schema_now"] == "0003" and not done["replaced"]
+    assert done["schema_now"] == "0004" and not done["replaced"]
     engine = db.make_engine(new.database_url)
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id, name FROM \"user\"")).all() == [(7, "carol")]
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
     engine.dispose()
 
 

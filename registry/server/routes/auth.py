@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 from sqlmodel import select
 
 from adapterhub.registry.reference import check_name
-from adapterhub.registry.server.auth import LEVEL, aware, new_token_secret
+from adapterhub.registry.server.auth import ADMIN_USER, aware, new_token_secret
 from adapterhub.registry.server.crud import audit, get_namespace, user_by_name
 from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep
 from adapterhub.registry.server.errors import ApiError, error_responses
-from adapterhub.registry.server.models import Namespace, Token, User, utcnow
+from adapterhub.registry.server.models import Namespace, Token, User
 from adapterhub.registry.server.schemas import (
     NamespaceCreate,
     NamespacePublic,
@@ -24,8 +23,12 @@ from adapterhub.registry.server.schemas import (
     UserPublic,
     WhoAmI,
 )
+from adapterhub.registry.server.tokens import check_revoke, grant, revoke_tree
 
 MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist (and PostgreSQL refuses it)
+# The bootstrap admin's name and the first segment of the HF API's paths: claimed by a user, they
+# would pass for the registry's own
+RESERVED_NAMESPACES = frozenset({ADMIN_USER, "api"})
 router = APIRouter(tags=["auth"], responses=error_responses(401, 422, 429, 503))
 
 
@@ -57,16 +60,10 @@ def create_user(body: UserCreate, session: SessionDep, principal: CurrentUser) -
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201, responses=error_responses(403))
 def create_token(body: TokenCreate, session: SessionDep, principal: CurrentUser) -> TokenCreated:
-    """Admins issue any token; a user may issue themselves one within the scopes they hold."""
+    """Admins issue any token; a user may issue themselves one within their token's reach (`tokens.grant`)."""
     user = user_by_name(session, body.user)
-    if not principal.superuser:
-        if principal.user is None or body.user != principal.user.name:
-            raise ApiError(403, "Forbidden", "only an admin may create tokens for another user")
-        if LEVEL[body.scope] > LEVEL[principal.scope]:
-            raise ApiError(403, "Forbidden", f"your token has scope {principal.scope!r}, not {body.scope!r}")
-        extra = [n for n in body.namespaces if n not in principal.namespaces and "*" not in principal.namespaces]
-        if extra:
-            raise ApiError(403, "Forbidden", f"your token does not cover namespaces {extra}")
+    if not principal.superuser and (principal.user is None or body.user != principal.user.name):
+        raise ApiError(403, "Forbidden", "only an admin may create tokens for another user")
     if user is None:
         raise ApiError(422, "InvalidRequest", f"no user {body.user!r}")
     if not body.namespaces:
@@ -74,28 +71,30 @@ def create_token(body: TokenCreate, session: SessionDep, principal: CurrentUser)
     for n in body.namespaces:
         if n != "*":
             check_name(n, "namespace")
+    expires = grant(session, principal, body.scope, list(body.namespaces), body.expires_at)
+    parent = principal.token.id if principal.token is not None and not principal.superuser else None
     text, public_id, salt, secret_hash = new_token_secret()
-    expires = body.expires_at if body.expires_at is None or body.expires_at.tzinfo else body.expires_at.replace(
-        tzinfo=UTC)
     tok = Token(public_id=public_id, user_id=user.id, name=body.name, scope=body.scope,
-                namespaces=list(body.namespaces), salt=salt, secret_hash=secret_hash, expires_at=expires)
+                namespaces=list(body.namespaces), salt=salt, secret_hash=secret_hash, expires_at=expires,
+                parent_id=parent)
     session.add(tok)
     session.flush()
     audit(session, principal.name, "token.create", "", None, user=user.name, token_id=tok.id, scope=body.scope,
-          namespaces=list(body.namespaces))
+          namespaces=list(body.namespaces), parent_id=parent)
     session.commit()
-    return TokenCreated(id=tok.id, token=text)
+    return TokenCreated(id=tok.id, token=text, expires_at=expires)
 
 
-@router.delete("/tokens/{token_id}", status_code=204, responses=error_responses(404))
+@router.delete("/tokens/{token_id}", status_code=204, responses=error_responses(403, 404))
 def revoke_token(token_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: SessionDep, principal: CurrentUser) -> Response:
+    """Revokes the token and every token minted from it (a child never outlives its parent)."""
     tok = session.get(Token, token_id)
     if tok is None or not (principal.superuser or (principal.user and tok.user_id == principal.user.id)):
         raise ApiError(404, "NotFound", f"no token {token_id}")
-    if tok.revoked_at is None:
-        tok.revoked_at = utcnow()
-        session.add(tok)
-        audit(session, principal.name, "token.revoke", "", None, token_id=token_id)
+    check_revoke(session, principal, tok)
+    revoked = revoke_tree(session, tok)
+    if revoked:
+        audit(session, principal.name, "token.revoke", "", None, token_id=token_id, revoked=revoked)
         session.commit()
     return Response(status_code=204)
 
@@ -103,9 +102,13 @@ def revoke_token(token_id: Annotated[int, Path(ge=1, le=MAX_ID)], session: Sessi
 @router.post("/namespaces", response_model=NamespacePublic, status_code=201,
              responses=error_responses(403, 409))
 def create_namespace(body: NamespaceCreate, session: SessionDep, principal: CurrentUser) -> NamespacePublic:
+    """Names are global, as user names are on the Hugging Face Hub: a writer who tries a taken name
+    learns that it is taken (private or not), and nothing else about it (SECURITY.md)."""
     if not principal.has_scope("write"):
         raise ApiError(403, "Forbidden", "creating a namespace needs a write scope")
     check_name(body.name, "namespace")
+    if body.name in RESERVED_NAMESPACES and not principal.superuser:
+        raise ApiError(403, "Forbidden", f"namespace {body.name!r} is reserved for the registry's own use")
     if session.exec(select(Namespace).where(Namespace.name == body.name)).first():
         raise ApiError(409, "NamespaceExists", f"namespace {body.name!r} exists")
     owner = principal.user
