@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, false, or_, update
 from sqlmodel import Session, select
 
 from adapterhub.registry.reference import SEMVER_RE, check_alias, check_name, check_version, semver_key
@@ -44,6 +44,21 @@ def get_namespace(session: Session, principal: Principal, name: str) -> Namespac
     if ns is None or not principal.can_read(ns):
         raise not_found(f"namespace {name!r}")
     return ns
+
+
+def readable_filter(principal: Principal):
+    """A WHERE clause on `Namespace` keeping what the caller may read (None: everything), so lists
+    and searches filter in SQL with the same rule as `Principal.can_read`."""
+    if principal.superuser or (principal.user is not None and principal.user.is_admin and "*" in principal.namespaces):
+        return None
+    conds = [Namespace.private == false()]
+    if principal.user is not None:
+        explicit = [n for n in principal.namespaces if n != "*"]
+        if explicit:
+            conds.append(Namespace.name.in_(explicit))
+        if "*" in principal.namespaces:
+            conds.append(Namespace.owner_id == principal.user.id)
+    return or_(*conds)
 
 
 def get_adapter(session: Session, principal: Principal, ns: str, name: str) -> tuple[Namespace, Adapter]:
@@ -99,18 +114,26 @@ def get_version(session: Session, adapter: Adapter, version: str) -> Version:
 
 
 def resolve_revision(session: Session, adapter: Adapter, rev: str) -> Version:
-    """A version, an alias, a 40-hex commit, or ``""``/``main`` (``stable``, else the newest)."""
+    """A version, an alias, a 40-hex commit, or ``""``/``main`` (``stable``, else the newest).
+
+    Yanked versions follow PEP 592: only an exact pin (a version or a commit) still reaches one.
+    ``""``/``main`` pass over a yanked ``stable`` to the newest live version; an alias naming a
+    yanked version answers RevisionNotFound, saying so, rather than serving what was withdrawn.
+    """
     if "\x00" in rev:  # names nothing, and PostgreSQL would refuse the look-up (HF routes reach here)
         raise ApiError(404, "RevisionNotFound", f"no version or alias {rev!r}")
     if rev in ("", "main"):
         alias = session.exec(select(Alias).where(Alias.adapter_id == adapter.id, Alias.name == "stable")).first()
-        if alias is not None:
-            return session.get(Version, alias.version_id)
-        live = [v for v in versions_newest_first(session, adapter.id) if not v.yanked]
+        target = session.get(Version, alias.version_id) if alias is not None else None
+        if target is not None and not target.yanked:
+            return target
+        every = versions_newest_first(session, adapter.id)
+        live = [v for v in every if not v.yanked]
         if not live:
-            raise ApiError(404, "RevisionNotFound", "the adapter has no published version yet")
+            raise ApiError(404, "RevisionNotFound", "every version of the adapter is yanked (pin one to use it)"
+                           if every else "the adapter has no published version yet")
         return live[0]
-    if SEMVER_RE.match(rev):
+    if SEMVER_RE.fullmatch(rev):
         return get_version(session, adapter, rev)
     if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev):
         v = session.exec(select(Version).where(Version.adapter_id == adapter.id, Version.commit == rev)).first()
@@ -119,7 +142,19 @@ def resolve_revision(session: Session, adapter: Adapter, rev: str) -> Version:
     alias = session.exec(select(Alias).where(Alias.adapter_id == adapter.id, Alias.name == rev)).first()
     if alias is None:
         raise ApiError(404, "RevisionNotFound", f"no version or alias {rev!r}")
-    return session.get(Version, alias.version_id)
+    v = session.get(Version, alias.version_id)
+    if v.yanked:
+        raise ApiError(404, "RevisionNotFound", f"alias {rev!r} points at version {v.version}, which is yanked "
+                                                f"({v.yank_reason or 'no reason given'}): move the alias, or pin "
+                                                f"@{v.version} to use it anyway")
+    return v
+
+
+def refuse_yanked_target(v: Version, alias: str) -> None:
+    """An alias is never moved onto a yanked version: it could not resolve (see `resolve_revision`)."""
+    if v.yanked:
+        raise ApiError(409, "VersionYanked", f"version {v.version} is yanked ({v.yank_reason or 'no reason given'}); "
+                                             f"unyank it before pointing {alias!r} at it")
 
 
 def files_of(session: Session, version_id: int) -> list[File]:

@@ -17,6 +17,8 @@ from sqlmodel import Session, select
 
 from adapterhub.registry.reference import check_alias, check_version
 from adapterhub.registry.server import validation as val
+from adapterhub.registry.server.auth import Principal
+from adapterhub.registry.server.blob_access import usable_blobs
 from adapterhub.registry.server.blobstore import BlobStore
 from adapterhub.registry.server.crud import audit, lock_adapter, refresh_latest, set_alias
 from adapterhub.registry.server.errors import ApiError
@@ -65,9 +67,10 @@ def _check_files(files: list[FileEntry]) -> None:
         seen.add(f.path)
 
 
-def _check_blobs(session: Session, files: list[FileEntry]) -> None:
-    shas = sorted({f.sha256 for f in files})
-    sizes = dict(session.exec(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(shas))).all())
+def _check_blobs(session: Session, principal: Principal, files: list[FileEntry]) -> None:
+    """Every file's blob stored and usable by the caller (`blob_access`); a blob they may not use
+    reads as missing, and its size is never named."""
+    sizes = usable_blobs(session, principal, sorted({f.sha256 for f in files}))
     missing = [f.path for f in files if f.sha256 not in sizes]
     if missing:
         raise ApiError(422, "BlobMissing", f"upload these files first (their blobs are missing): {', '.join(missing)}")
@@ -93,14 +96,15 @@ def _read_contents(store: BlobStore, files: list[FileEntry]) -> dict[str, dict]:
     return parsed
 
 
-def publish(session: Session, store: BlobStore, actor: str, ns: Namespace, adapter: Adapter,
+def publish(session: Session, store: BlobStore, principal: Principal, ns: Namespace, adapter: Adapter,
             body: VersionCreate) -> Version:
+    actor = principal.name
     check_version(body.version)
     if body.alias is not None:
         check_alias(body.alias)
     _raise_if_exists(session, adapter, body.version)
     _check_files(body.files)
-    _check_blobs(session, body.files)
+    _check_blobs(session, principal, body.files)
     parsed = _read_contents(store, body.files)
     try:
         adapter = lock_adapter(session, adapter.id)

@@ -51,7 +51,8 @@ def etag_matches(header: str | None, etag: str) -> bool:
 
 def blob_response(request: Request, store: BlobStore, sha256: str, size: int, filename: str,
                   headers: dict[str, str] | None = None, attachment: bool = True) -> tuple[Response, bool]:
-    """The response, and whether it sends the file from its first byte (for download counting)."""
+    """The response, and whether it sends the whole file (a 200 GET: what counts as a download, so
+    range requests, HEADs and revalidations cannot inflate the count)."""
     etag = f'"{sha256}"'
     h = {"ETag": etag, "Accept-Ranges": "bytes", "X-Content-Type-Options": "nosniff", **(headers or {})}
     if attachment:
@@ -70,7 +71,7 @@ def blob_response(request: Request, store: BlobStore, sha256: str, size: int, fi
     if request.method == "HEAD":
         return Response(status_code=status, headers=h, media_type="application/octet-stream"), False
     body = _opened(store.iter_bytes(sha256, start, end + 1))
-    return StreamingResponse(body, status_code=status, headers=h, media_type="application/octet-stream"), start == 0
+    return StreamingResponse(body, status_code=status, headers=h, media_type="application/octet-stream"), status == 200
 
 
 def _opened(chunks: Iterator[bytes]) -> Iterator[bytes]:

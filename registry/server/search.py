@@ -5,29 +5,20 @@ The cursor is the offset of the next page, opaque to clients.
 
 from __future__ import annotations
 
-from sqlalchemy import false, func, or_
+from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from adapterhub.registry.server.auth import Principal
-from adapterhub.registry.server.crud import best_metrics, latest_metrics, summaries
+from adapterhub.registry.server.crud import best_metrics, latest_metrics, readable_filter, summaries
 from adapterhub.registry.server.errors import ApiError
 from adapterhub.registry.server.models import Adapter, Namespace
 from adapterhub.registry.server.schemas import AdapterPage
 
 MAX_OFFSET = 2**63 - 1
-
-
-def _visible(principal: Principal):
-    if principal.superuser or (principal.user is not None and principal.user.is_admin and "*" in principal.namespaces):
-        return None
-    conds = [Namespace.private == false()]
-    if principal.user is not None:
-        explicit = [n for n in principal.namespaces if n != "*"]
-        if explicit:
-            conds.append(Namespace.name.in_(explicit))
-        if "*" in principal.namespaces:
-            conds.append(Namespace.owner_id == principal.user.id)
-    return or_(*conds)
+# Each word is an OR of four LIKEs: bounded before the database sees it (past ~1000 words SQLite
+# refuses the expression, which read as an outage), and far above what a person types.
+MAX_QUERY_WORDS = 32
+MAX_QUERY_CHARS = 512
 
 
 # What a summary reads, as plain columns: rows, not ORM objects (no identity map, no instrumentation).
@@ -57,11 +48,15 @@ def _pairs(rows) -> list:
 def search(session: Session, principal: Principal, *, q: str = "", base_model: str = "", method: str = "",
            task: str = "", tag: str = "", namespace: str = "", sort: str = "newest", limit: int = 20,
            cursor: str | None = None) -> AdapterPage:
+    words = q.lower().split()
+    if len(q) > MAX_QUERY_CHARS or len(words) > MAX_QUERY_WORDS:
+        raise ApiError(422, "InvalidRequest", f"search text too long: {len(words)} words, {len(q)} characters "
+                                              f"(at most {MAX_QUERY_WORDS} words and {MAX_QUERY_CHARS} characters)")
     stmt = _BASE
-    visible = _visible(principal)
+    visible = readable_filter(principal)
     if visible is not None:
         stmt = stmt.where(visible)
-    for word in q.lower().split():
+    for word in words:
         stmt = stmt.where(or_(
             Namespace.name.contains(word, autoescape=True), Adapter.name.contains(word, autoescape=True),
             func.lower(Adapter.description).contains(word, autoescape=True),

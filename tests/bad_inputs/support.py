@@ -244,14 +244,16 @@ FOLDERS: dict[str, Callable[[Path], Path]] = {
 
 
 def assert_only_orphans_added(before: dict, after: dict) -> None:
-    """The server refused a push after its blobs went up: every row but the blob table, and the
-    cache, are as before; the blob table and the blob folder gained the same new blobs only."""
-    rest = [k for k in before["rows"] if k != "blob"]
+    """The server refused a push after its blobs went up: every row but the blob tables, and the
+    cache, are as before; the blob table and the blob folder gained the same new blobs only, and
+    the uploader's proofs of possession (``blob_upload``) only grew."""
+    rest = [k for k in before["rows"] if k not in ("blob", "blob_upload")]
     assert {k: after["rows"][k] for k in rest} == {k: before["rows"][k] for k in rest}
     assert after["cache"] == before["cache"]
     new_rows = set(after["rows"]["blob"]) - set(before["rows"]["blob"])
     assert set(before["rows"]["blob"]) <= set(after["rows"]["blob"]) and set(before["blobs"]) <= set(after["blobs"])
     assert len(set(after["blobs"]) - set(before["blobs"])) == len(new_rows)  # on disk: exactly the new rows
+    assert set(before["rows"]["blob_upload"]) <= set(after["rows"]["blob_upload"])
 
 
 class _TokenIds:

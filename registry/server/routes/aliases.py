@@ -16,6 +16,7 @@ from adapterhub.registry.server.crud import (
     get_adapter,
     get_version,
     lock_adapter,
+    refuse_yanked_target,
     require,
     set_alias,
 )
@@ -45,7 +46,9 @@ def put_alias(ns: str, name: str, alias: str, body: AliasSet, session: SessionDe
     require(principal, "write", nsrow)
     adapter = lock_adapter(session, adapter.id)
     guard_alias(session, adapter.id, alias)
-    set_alias(session, principal.name, nsrow, adapter, alias, get_version(session, adapter, body.version))
+    target = get_version(session, adapter, body.version)
+    refuse_yanked_target(target, alias)
+    set_alias(session, principal.name, nsrow, adapter, alias, target)
     session.commit()
     return AliasOut(alias=alias, version=body.version)
 

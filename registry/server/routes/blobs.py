@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlmodel import Session, select
+from sqlmodel import Session
 from starlette.requests import ClientDisconnect
 
 from adapterhub.registry.server.auth import Principal
+from adapterhub.registry.server.blob_access import record_upload, usable_blobs
 from adapterhub.registry.server.deps import CurrentUser, SettingsDep, StoreDep
 from adapterhub.registry.server.errors import ApiError, error_responses
-from adapterhub.registry.server.models import Blob
 from adapterhub.registry.server.publish import record_blob
 from adapterhub.registry.server.schemas import BlobOut, BlobsMissingIn, BlobsMissingOut
 from adapterhub.registry.server.validation import check_sha256
@@ -31,12 +31,12 @@ def missing(body: BlobsMissingIn, request: Request, principal: CurrentUser) -> B
     if not wanted:
         return BlobsMissingOut(missing=[])
     with Session(request.app.state.engine) as session:  # a POST that only reads: no wait for the write lock
-        have = set(session.exec(select(Blob.sha256).where(Blob.sha256.in_(wanted))).all())
+        have = usable_blobs(session, principal, wanted)  # stored but not provably yours: "missing"
     return BlobsMissingOut(missing=[s for s in wanted if s not in have])
 
 
 @router.put("/{sha256}", response_model=BlobOut, status_code=201,
-            responses={200: {"model": BlobOut, "description": "already present"},
+            responses={200: {"model": BlobOut, "description": "you had uploaded it already"},
                        **error_responses(400, 411, 413, 415, 507)})
 async def upload(sha256: str, request: Request, principal: CurrentUser, store: StoreDep,
                  settings: SettingsDep) -> JSONResponse:
@@ -78,10 +78,15 @@ async def upload(sha256: str, request: Request, principal: CurrentUser, store: S
     except BaseException:
         up.discard()
         raise
-    new = await run_in_threadpool(_record, request, sha256, up.size)
+    new = await run_in_threadpool(_record, request, principal, sha256, up.size)
     return JSONResponse({"sha256": sha256, "size": up.size}, status_code=201 if new else 200)
 
 
-def _record(request: Request, sha256: str, size: int) -> bool:
+def _record(request: Request, principal: Principal, sha256: str, size: int) -> bool:
+    """The blob row, and that this user has now shown they hold its bytes. True (201) when new to
+    this user: whether someone else stored the same bytes before is not told (SECURITY.md)."""
     with Session(request.app.state.write_engine) as session:
-        return record_blob(session, sha256, size)
+        new = record_blob(session, sha256, size)
+        if principal.user is not None:
+            new = record_upload(session, sha256, principal.user.id) or new
+        return new

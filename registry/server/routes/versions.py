@@ -34,7 +34,7 @@ def create_version(ns: str, name: str, body: VersionCreate, session: SessionDep,
                    store: StoreDep) -> VersionOut:
     nsrow, adapter = get_adapter(session, principal, ns, name)
     require(principal, "write", nsrow)
-    v = publish(session, store, principal.name, nsrow, adapter, body)
+    v = publish(session, store, principal, nsrow, adapter, body)
     return version_out(session, v)
 
 
@@ -63,8 +63,8 @@ def file_response(request: Request, session: Session, store, v: Version, path: s
     f = None if "\x00" in path else session.exec(select(File).where(File.version_id == v.id, File.path == path)).first()
     if f is None:
         raise ApiError(404, "EntryNotFound", f"version {v.version} has no file {path!r}", headers)
-    response, from_start = blob_response(request, store, f.sha256, f.size, f.path, headers)
-    if from_start and counts_as_download(session, v, path):
+    response, whole = blob_response(request, store, f.sha256, f.size, f.path, headers)
+    if whole and counts_as_download(session, v, path):
         # hand the read connection back before taking a write one: requests that each hold one
         # pooled connection while waiting for a second can take the whole pool and wait on each
         # other until the pool times out (500s under 50 concurrent pulls on SQLite)
