@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from adapterhub.registry.limits import MAX_FILES_PER_VERSION
+from adapterhub.registry.server.auth import to_utc
+
 Scope = Literal["read", "write", "admin"]
 # Text inputs carry ``max_length`` = the width of their column (models.py): PostgreSQL refuses a
 # longer value, SQLite would keep it, so both now answer 422 alike.
@@ -40,6 +43,20 @@ class TokenCreate(BaseModel):
     namespaces: list[str] = Field(default_factory=lambda: ["*"], examples=[["alice"]])
     expires_at: datetime | None = None
     name: str = Field(default="", max_length=200, examples=["laptop"])
+
+    @field_validator("namespaces")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """Stored in UTC (`auth.to_utc`); an offset that carries it past year 1 or 9999 is refused here."""
+        try:
+            return to_utc(value)
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC (years 1-9999)") from None
 
 
 class TokenCreated(BaseModel):
@@ -115,7 +132,8 @@ class AdapterPage(BaseModel):
 
 
 class BlobsMissingIn(BaseModel):
-    sha256: list[str]
+    # one push asks about one version's files at most
+    sha256: list[str] = Field(max_length=MAX_FILES_PER_VERSION)
 
 
 class BlobsMissingOut(BaseModel):

@@ -52,6 +52,10 @@ def search(session: Session, principal: Principal, *, q: str = "", base_model: s
     if len(q) > MAX_QUERY_CHARS or len(words) > MAX_QUERY_WORDS:
         raise ApiError(422, "InvalidRequest", f"search text too long: {len(words)} words, {len(q)} characters "
                                               f"(at most {MAX_QUERY_WORDS} words and {MAX_QUERY_CHARS} characters)")
+    filters = {"base_model": base_model, "method": method, "task": task, "tag": tag, "namespace": namespace}
+    for key, value in filters.items():
+        if len(value) > MAX_QUERY_CHARS:  # no stored value is this long; SQLite refuses a LIKE past 50,000 bytes
+            raise ApiError(422, "InvalidRequest", f"filter {key} is {len(value)} characters; at most {MAX_QUERY_CHARS}")
     stmt = _BASE
     visible = readable_filter(principal)
     if visible is not None:

@@ -125,6 +125,21 @@ def test_a_search_with_too_many_words_is_a_422_not_an_outage(world, words):
     assert anon.get("/api/v1/adapters", params={"q": " ".join(["a"] * 32)}).status_code == 200
 
 
+@pytest.mark.parametrize("key", ["tag", "base_model", "method", "task", "namespace"])
+def test_an_overlong_search_filter_is_a_422(world, key):
+    """Found on the second attack: a 60,000-character tag made SQLite refuse the LIKE (a 503)."""
+    r = _as(world, None).get("/api/v1/adapters", params={key: "x" * 513})
+    assert (r.status_code, r.json()["code"]) == (422, "InvalidRequest"), r.text
+    assert r.json()["detail"] == f"filter {key} is 513 characters; at most 512"
+
+
+def test_blobs_missing_asks_about_one_versions_files_at_most(world):
+    shas = [sha(str(i).encode()) for i in range(1001)]
+    r = _as(world, "bob").post("/api/v1/blobs/missing", json={"sha256": shas})
+    assert (r.status_code, r.json()["code"]) == (422, "InvalidRequest"), r.text
+    assert "at most 1000" in r.json()["detail"]
+
+
 # -- D12: namespaces ----------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["admin", "api"])
 def test_reserved_namespaces_cannot_be_claimed(world, name):

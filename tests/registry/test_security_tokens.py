@@ -149,3 +149,21 @@ def test_a_read_token_cannot_revoke_its_users_write_tokens(world):
     assert client(server.url, read).delete(f"/api/v1/tokens/{read_id}").status_code == 204  # itself: fine
     assert client(server.url, deploy).delete(f"/api/v1/tokens/{deploy_id}").status_code == 204
     assert client(server.url, deploy).get("/api/v1/whoami").status_code == 401
+
+
+@pytest.mark.parametrize("expires_at", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-14:00"])
+def test_an_expiry_past_the_calendar_in_utc_is_a_422(world, expires_at):
+    """Found on the second attack: converting to UTC overflowed into a bare 500."""
+    server, admin, _tokens = world
+    before = database_state(server)
+    r = _mint(admin, user="alice", scope="read", namespaces=["alice"], expires_at=expires_at)
+    assert (r.status_code, r.json()["code"]) == (422, "InvalidRequest"), r.text
+    assert "out of range once converted to UTC" in r.json()["detail"]
+    assert_still(before, lambda: database_state(server))
+
+
+def test_a_namespace_named_twice_is_granted_once(world):
+    server, _admin, tokens = world
+    tok = _token(client(server.url, tokens["alice"]), user="alice", scope="read", namespaces=["alice", "alice"])
+    scopes = client(server.url, tok).get("/api/v1/whoami").json()["scopes"]
+    assert scopes == [{"scope": "read", "namespace": "alice"}]
