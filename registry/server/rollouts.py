@@ -250,4 +250,9 @@ def _load_live(session: Session, adapter_id: int, alias: str) -> LiveRollout | N
     if row is None:
         return None
     stable, canary_v = session.get(Version, row.stable_version_id), session.get(Version, row.canary_version_id)
-    return LiveRollout(row.id, row.weight, stable.version, stable.commit, canary_v.version, canary_v.commit)
+    # a yanked arm gets no traffic (PEP 592: only an exact pin reaches a yanked version); with both
+    # yanked the alias resolves as if no rollout were open, and so is refused
+    if stable.yanked and canary_v.yanked:
+        return None
+    weight = 0.0 if canary_v.yanked else 100.0 if stable.yanked else row.weight
+    return LiveRollout(row.id, weight, stable.version, stable.commit, canary_v.version, canary_v.commit)

@@ -114,6 +114,25 @@ def test_a_yanked_version_is_reached_only_by_an_exact_pin(world):
     assert anon.get(base, params={"ref": ":stable"}).json()["version"] == "1.1.0"
 
 
+def test_a_yanked_arm_of_an_open_rollout_gets_no_traffic(world):
+    """Found on the second attack: a yanked canary was still served through its rollout's alias."""
+    alice, anon = _as(world, "alice"), _as(world, None)
+    base = "/api/v1/adapters/alice/rolled"
+    for v in ("1.0.0", "1.1.0"):
+        assert push(alice, "alice", "rolled", v, adapter_files(20 + int(v[2])), alias="prod" if v == "1.0.0" else None,
+                    create=v == "1.0.0").status_code == 201
+    r = alice.post(f"{base}/rollouts", json={"alias": "prod", "canary_version": "1.1.0", "weight": 100})
+    assert r.status_code == 201, r.text
+    keys = [f"tenant-{i}" for i in range(20)]
+    arms = lambda: {anon.get(f"{base}/resolve", params={"ref": ":prod", "key": k}).json()["version"] for k in keys}  # noqa: E731
+    assert arms() == {"1.1.0"}
+    assert alice.post(f"{base}/versions/1.1.0/yank", json={"reason": "bad"}).status_code == 200
+    assert arms() == {"1.0.0"}
+    assert alice.post(f"{base}/versions/1.0.0/yank", json={"reason": "also bad"}).status_code == 200
+    r = anon.get(f"{base}/resolve", params={"ref": ":prod", "key": "tenant-1"})
+    assert (r.status_code, r.json()["code"]) == (404, "RevisionNotFound"), r.text
+
+
 # -- D11: search bounded before the database -----------------------------------------------------
 @pytest.mark.parametrize("words", [33, 1200])
 def test_a_search_with_too_many_words_is_a_422_not_an_outage(world, words):

@@ -18,11 +18,12 @@ from adapterhub.registry.server.crud import (
     version_out,
     versions_newest_first,
 )
-from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep, StoreDep
+from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, RolloutCacheDep, SessionDep, StoreDep
 from adapterhub.registry.server.errors import ApiError, error_responses
-from adapterhub.registry.server.models import File, Version
+from adapterhub.registry.server.models import File, Rollout, Version
 from adapterhub.registry.server.publish import publish
 from adapterhub.registry.server.responses import FILE_RESPONSES, blob_response
+from adapterhub.registry.server.rollouts import RolloutCache
 from adapterhub.registry.server.schemas import VersionCreate, VersionOut, YankIn
 
 router = APIRouter(prefix="/adapters/{ns}/{name}/versions", tags=["versions"],
@@ -84,7 +85,7 @@ def download_file(ns: str, name: str, version: str, path: str, request: Request,
 
 
 def _set_yank(ns: str, name: str, version: str, session: Session, principal, yanked: bool,
-              reason: str | None) -> VersionOut:
+              reason: str | None, cache: RolloutCache) -> VersionOut:
     nsrow, adapter = get_adapter(session, principal, ns, name)
     require(principal, "write", nsrow)
     adapter = lock_adapter(session, adapter.id)
@@ -95,14 +96,18 @@ def _set_yank(ns: str, name: str, version: str, session: Session, principal, yan
           version=version, reason=reason)
     refresh_latest(session, adapter)
     session.commit()
+    for row in session.exec(select(Rollout).where(Rollout.adapter_id == adapter.id)).all():
+        cache.invalidate(adapter.id, row.alias)  # a yanked arm stops getting traffic now, not a TTL later
     return version_out(session, v)
 
 
 @router.post("/{version}/yank", response_model=VersionOut, responses=error_responses(403))
-def yank(ns: str, name: str, version: str, body: YankIn, session: SessionDep, principal: CurrentUser) -> VersionOut:
-    return _set_yank(ns, name, version, session, principal, True, body.reason)
+def yank(ns: str, name: str, version: str, body: YankIn, session: SessionDep, principal: CurrentUser,
+         cache: RolloutCacheDep) -> VersionOut:
+    return _set_yank(ns, name, version, session, principal, True, body.reason, cache)
 
 
 @router.post("/{version}/unyank", response_model=VersionOut, responses=error_responses(403))
-def unyank(ns: str, name: str, version: str, session: SessionDep, principal: CurrentUser) -> VersionOut:
-    return _set_yank(ns, name, version, session, principal, False, None)
+def unyank(ns: str, name: str, version: str, session: SessionDep, principal: CurrentUser,
+           cache: RolloutCacheDep) -> VersionOut:
+    return _set_yank(ns, name, version, session, principal, False, None, cache)
