@@ -7,7 +7,15 @@ from collections import defaultdict
 from sqlalchemy import bindparam, false, or_, update
 from sqlmodel import Session, select
 
-from adapterhub.registry.reference import SEMVER_RE, check_alias, check_name, check_version, semver_key
+from adapterhub.registry.reference import (
+    COMMIT_RE,
+    DEFAULT_REVISION,
+    SEMVER_RE,
+    check_alias,
+    check_name,
+    check_version,
+    semver_key,
+)
 from adapterhub.registry.server.auth import Principal, aware
 from adapterhub.registry.server.errors import ApiError, not_found
 from adapterhub.registry.server.models import (
@@ -122,7 +130,7 @@ def resolve_revision(session: Session, adapter: Adapter, rev: str) -> Version:
     """
     if "\x00" in rev:  # names nothing, and PostgreSQL would refuse the look-up (HF routes reach here)
         raise ApiError(404, "RevisionNotFound", f"no version or alias {rev!r}")
-    if rev in ("", "main"):
+    if rev in ("", DEFAULT_REVISION):
         alias = session.exec(select(Alias).where(Alias.adapter_id == adapter.id, Alias.name == "stable")).first()
         target = session.get(Version, alias.version_id) if alias is not None else None
         if target is not None and not target.yanked:
@@ -135,7 +143,7 @@ def resolve_revision(session: Session, adapter: Adapter, rev: str) -> Version:
         return live[0]
     if SEMVER_RE.fullmatch(rev):
         return get_version(session, adapter, rev)
-    if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev):
+    if COMMIT_RE.fullmatch(rev):
         v = session.exec(select(Version).where(Version.adapter_id == adapter.id, Version.commit == rev)).first()
         if v is not None:
             return v

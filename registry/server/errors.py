@@ -7,6 +7,7 @@ Every error response also carries ``X-Error-Code`` / ``X-Error-Message``, which 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapterhub.errors import InvalidReferenceError
 from adapterhub.registry.server.blobstore import StorageError
@@ -75,11 +77,46 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
             for s in statuses}
 
 
+class CatchAll:
+    """Any exception no handler claims: 500 ``InternalError`` in the one error shape, its traceback
+    logged once. A middleware rather than ``exception_handler(Exception)``: Starlette runs that one
+    outside every middleware (so the answer would lack `security.SafeHeaders`' headers) and
+    re-raises after it, so the server logs the traceback a second time and drops the connection.
+    Once a response has started (a download failing mid-body) the exception goes on: cutting the
+    connection is then the only way to tell the client that the body is incomplete."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if started:
+                raise
+            log.exception("InternalError answering %s %s", scope.get("method"), scope.get("path"))
+            await error_response(500, "InternalError", "internal error; the server logged it")(scope, receive, send)
+
+
 STATUS_CODES = {400: "InvalidRequest", 401: "Unauthorized", 403: "Forbidden", 404: "RepoNotFound",
                 405: "MethodNotAllowed", 411: "LengthRequired", 413: "TooLarge", 422: "InvalidRequest"}
 
 
 def install_handlers(app: FastAPI) -> None:
+    """Call before `security.install`: middleware added first runs innermost, and `CatchAll` must
+    sit inside `security.SafeHeaders` for its 500s to carry the safe headers."""
+    app.add_middleware(CatchAll)
+
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
         return error_response(exc.status, exc.code, exc.detail, exc.headers)
@@ -116,9 +153,15 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):
-        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
             # FastAPI answers a non-UTF-8 JSON body with a vague 400, a body that is not JSON with 422:
             # one status and a specific message for both
-            return error_response(422, "InvalidRequest", f"invalid request: body: not UTF-8 ({exc.__cause__.reason})")
+            return error_response(422, "InvalidRequest", f"invalid request: body: not UTF-8 ({cause.reason})")
+        if exc.status_code == 400 and isinstance(cause, RecursionError | ValueError):
+            # the same vague 400 for JSON the parser gives up on: too deep, or an over-long integer
+            why = ("nested too deeply" if isinstance(cause, RecursionError)
+                   else f"an integer of more than {sys.get_int_max_str_digits()} digits")
+            return error_response(422, "InvalidRequest", f"invalid request: body: {why}")
         code = STATUS_CODES.get(exc.status_code, "Error")
         return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))

@@ -54,6 +54,8 @@ def manifest_commit(ns: str, name: str, version: str, files: list[FileEntry]) ->
 
 
 def _check_files(files: list[FileEntry]) -> None:
+    """Each path alone, then the set as a whole: a version is immutable, so one that no client can
+    write out (a file that is also a folder, case twins) would stay broken for ever."""
     if not files:
         raise val.ValidationError("InvalidManifest", "a version needs at least one file")
     val.check_file_count(len(files))
@@ -65,6 +67,7 @@ def _check_files(files: list[FileEntry]) -> None:
         if f.path in seen:
             raise val.ValidationError("InvalidManifest", f"path {f.path!r} is listed twice")
         seen.add(f.path)
+    val.check_file_set([f.path for f in files])
 
 
 def _check_blobs(session: Session, principal: Principal, files: list[FileEntry]) -> None:

@@ -12,23 +12,37 @@ from fastapi.responses import Response, StreamingResponse
 
 from adapterhub.registry.server.blobstore import BlobStore
 
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+# Wider than any blob; longer digit strings are read as this rather than converted (Python refuses
+# to convert an integer of over 4300 digits, which would answer 500)
+_FAR = 10**18
+
+
+def _offset(digits: str) -> int:
+    return int(digits) if len(digits) <= 18 else _FAR
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
-    """``(start, end_inclusive)``, None for no/ignored range, ``"unsatisfiable"`` for 416."""
+    """``(start, end_inclusive)``, None for no/ignored range, ``"unsatisfiable"`` for 416.
+
+    RFC 9110 14.1.2: a suffix range (``bytes=-N``) of an empty representation is unsatisfiable,
+    like any range on it, rather than the impossible ``bytes 0--1/0``.
+
+    >>> parse_range("bytes=-5", 10), parse_range("bytes=-5", 0), parse_range("bytes=0-", 0)
+    ((5, 9), 'unsatisfiable', 'unsatisfiable')
+    """
     if not header:
         return None
-    m = RANGE_RE.match(header.strip())
+    m = RANGE_RE.fullmatch(header.strip())
     if not m or (not m.group(1) and not m.group(2)):
         return None  # unsupported forms (several ranges) fall back to the whole body
     if not m.group(1):
-        n = int(m.group(2))
-        if n == 0:
+        n = _offset(m.group(2))
+        if n == 0 or size == 0:
             return "unsatisfiable"
         return max(0, size - n), size - 1
-    start = int(m.group(1))
-    end = int(m.group(2)) if m.group(2) else size - 1
+    start = _offset(m.group(1))
+    end = _offset(m.group(2)) if m.group(2) else size - 1
     if start >= size or end < start:
         return "unsatisfiable"
     return start, min(end, size - 1)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from sqlmodel import select
 
-from adapterhub.registry.reference import SEMVER_RE, check_alias, check_name, check_version
+from adapterhub.registry.reference import (
+    COMMIT_RE,
+    DEFAULT_REVISION,
+    SEMVER_RE,
+    check_alias,
+    check_name,
+    check_version,
+)
 from adapterhub.registry.server.auth import aware
 from adapterhub.registry.server.canary import arm_for
 from adapterhub.registry.server.crud import audit, get_adapter, require, resolve_revision, summaries
@@ -100,7 +107,7 @@ def resolve(ns: str, name: str, session: SessionDep, principal: PrincipalDep, ca
         raise ApiError(422, "InvalidName", "empty version after '@'")
     if ref.startswith("@"):
         check_version(rev)
-    elif ref.startswith(":"):
+    elif ref.startswith(":") and rev != DEFAULT_REVISION:  # ":main" reads as "", as `parse_reference` has it
         check_alias(rev)
     alias = _alias_of(ref, rev)
     live = cache.get(session, adapter.id, alias) if alias else None
@@ -115,9 +122,9 @@ def resolve(ns: str, name: str, session: SessionDep, principal: PrincipalDep, ca
 
 def _alias_of(ref: str, rev: str) -> str | None:
     """The alias a ``ref`` names (``""``/``main`` name ``stable``), or None for a version or commit."""
-    if ref.startswith("@") or SEMVER_RE.match(rev) or (len(rev) == 40 and all(c in "0123456789abcdef" for c in rev)):
+    if ref.startswith("@") or SEMVER_RE.fullmatch(rev) or COMMIT_RE.fullmatch(rev):
         return None
-    return "stable" if rev in ("", "main") else rev
+    return "stable" if rev in ("", DEFAULT_REVISION) else rev
 
 
 @router.get("/{ns}/{name}/audit", response_model=list[AuditEntry])
