@@ -32,8 +32,9 @@ from pathlib import Path, PurePosixPath
 import httpx
 from filelock import FileLock
 
-from adapterhub.errors import InvalidAdapterError, OfflineError, RegistryError
-from adapterhub.registry.reference import Reference
+from adapterhub.errors import InvalidAdapterError, InvalidReferenceError, OfflineError, RegistryError
+from adapterhub.registry.limits import segment_problem
+from adapterhub.registry.reference import Reference, check_alias, check_name, check_version
 
 CHUNK = 1 << 20
 REPO_PREFIX = "adapters--"
@@ -47,10 +48,26 @@ def ref_name(ref: Reference) -> str:
 
 
 def safe_relpath(path: str) -> PurePosixPath:
-    """Refuse a file path from a manifest that could land outside its snapshot folder."""
-    if not path or "\\" in path or "\x00" in path or any(part in ("", ".", "..") for part in path.split("/")):
+    """Refuse a file path from a manifest that could land outside its snapshot folder on any OS.
+
+    Beyond ``..``, absolute paths and backslashes: any ``:`` (a drive letter, ``D:/evil`` or ``C:x``,
+    and NTFS streams leave the folder on Windows), a segment of only dots and spaces (Windows trims
+    ``.. `` to ``..``), and whatever `limits.segment_problem` refuses on the server too (control and
+    invisible characters, trailing dots or spaces, over-long names).
+    """
+    if (not isinstance(path, str) or not path or "\\" in path or ":" in path
+            or any(not part.rstrip(". ") or segment_problem(part) for part in path.split("/"))):
         raise InvalidAdapterError(f"refusing unsafe file path {path!r} in the registry's manifest")
     return PurePosixPath(path)
+
+
+def _valid_ref(ref: str) -> str:
+    """A refs/ file name as `ref_name` makes them: ``default``, an alias or ``@<version>``."""
+    if ref.startswith("@"):
+        check_version(ref[1:])
+    elif ref != "default":
+        check_alias(ref)
+    return ref
 
 
 def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
@@ -155,76 +172,108 @@ def _fetch(http: httpx.Client, url: str, partial: Path, offset: int, digest, che
 
 
 class Cache:
-    """A cache folder; every method works on one adapter (``namespace``, ``name``)."""
+    """A cache folder; every method works on one adapter (``namespace``, ``name``).
+
+    Every path a method computes is proven to lie under ``root`` (resolved, so ``..`` and links
+    count) before anything is read, created or deleted: names and versions reach here from the
+    registry's answers, and the client's own checks (`adapterhub.registry.trust`) are not the only
+    line between a hostile answer and ``shutil.rmtree``.
+    """
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
 
+    def _inside(self, path: Path) -> Path:
+        root, found = self.root.resolve(), path.resolve()
+        if found == root or not found.is_relative_to(root):
+            raise InvalidAdapterError(f"refusing cache path {path}: it resolves to {found}, outside the cache {root}")
+        return path
+
     # -- layout -------------------------------------------------------------------------------
     def repo_dir(self, namespace: str, name: str) -> Path:
-        return self.root / f"{REPO_PREFIX}{namespace}--{name}"
+        check_name(namespace, "namespace")
+        check_name(name, "adapter name")
+        return self._inside(self.root / f"{REPO_PREFIX}{namespace}--{name}")
 
     def snapshot_dir(self, namespace: str, name: str, version: str) -> Path:
-        return self.repo_dir(namespace, name) / "snapshots" / version
+        return self._inside(self.repo_dir(namespace, name) / "snapshots" / check_version(version))
+
+    def manifest_path(self, namespace: str, name: str, version: str) -> Path:
+        return self._inside(self.repo_dir(namespace, name) / "manifests" / f"{check_version(version)}.json")
+
+    def ref_path(self, namespace: str, name: str, ref: str) -> Path:
+        return self._inside(self.repo_dir(namespace, name) / "refs" / _valid_ref(ref))
 
     def blob_path(self, namespace: str, name: str, sha256: str) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not isinstance(sha256, str) or len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise InvalidAdapterError(f"refusing malformed sha256 {sha256!r} in the registry's manifest")
-        return self.repo_dir(namespace, name) / "blobs" / sha256
+        return self._inside(self.repo_dir(namespace, name) / "blobs" / sha256)
 
     def lock(self, namespace: str, name: str) -> FileLock:
         """The per-adapter lock held while pulling or pruning (released if the holder dies)."""
-        path = self.root / ".locks" / f"{REPO_PREFIX}{namespace}--{name}.lock"
+        path = self._inside(self.root / ".locks" / f"{self.repo_dir(namespace, name).name}.lock")
         path.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(str(path))
 
     # -- refs and manifests -------------------------------------------------------------------
     def read_ref(self, namespace: str, name: str, ref: str) -> str | None:
+        """The version a ref recorded; a file that holds no version is as good as absent."""
         try:
-            return (self.repo_dir(namespace, name) / "refs" / ref).read_text(encoding="utf-8").strip() or None
-        except (FileNotFoundError, NotADirectoryError):
+            return check_version(self.ref_path(namespace, name, ref).read_text(encoding="utf-8").strip())
+        except (FileNotFoundError, NotADirectoryError, InvalidReferenceError):
             return None
 
     def write_ref(self, namespace: str, name: str, ref: str, version: str) -> None:
-        _write_atomic(self.repo_dir(namespace, name) / "refs" / ref, version)
+        _write_atomic(self.ref_path(namespace, name, ref), check_version(version))
 
     def manifest(self, namespace: str, name: str, version: str) -> dict | None:
-        path = self.repo_dir(namespace, name) / "manifests" / f"{version}.json"
+        path = self.manifest_path(namespace, name, version)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, NotADirectoryError, ValueError):
             return None
+        return found if isinstance(found, dict) else None
 
     # -- snapshots ----------------------------------------------------------------------------
-    def snapshot(self, namespace: str, name: str, version: str) -> Path | None:
-        """The snapshot folder if it is complete (manifest present, every file the right size)."""
+    def snapshot(self, namespace: str, name: str, version: str, expect: dict | None = None) -> Path | None:
+        """The snapshot folder if it is complete (manifest present, every file the right size).
+
+        ``expect``: what the registry says the version holds now (its ``commit``, its ``files``, or
+        both); a cached manifest that disagrees is not used, so the registry's answer wins.
+        """
         folder = self.snapshot_dir(namespace, name, version)
         manifest = self.manifest(namespace, name, version)
         if manifest is None or not folder.is_dir():
             return None
-        for f in manifest.get("files", []):
-            target = folder / safe_relpath(f["path"])
-            if not target.is_file() or target.stat().st_size != f["size"]:
+        for key in ("commit", "files") if expect else ():
+            if key in expect and _content(manifest.get(key)) != _content(expect[key]):
                 return None
+        try:
+            for f in manifest.get("files", []):
+                target = folder / safe_relpath(f["path"])
+                if not target.is_file() or target.stat().st_size != f["size"]:
+                    return None
+        except (InvalidAdapterError, KeyError, TypeError):
+            return None  # a cached manifest we would not have written: pull again
         return folder
 
     def build_snapshot(self, namespace: str, name: str, manifest: dict) -> Path:
         """Assemble ``snapshots/<version>`` from verified blobs, then rename it into place."""
-        version = manifest["version"]
-        repo = self.repo_dir(namespace, name)
-        (repo / "snapshots").mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=repo / "snapshots", prefix=f".tmp-{version}-"))
+        version = check_version(manifest["version"])
+        final = self.snapshot_dir(namespace, name, version)
+        manifest_path = self.manifest_path(namespace, name, version)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{version}-"))
         try:
             for f in manifest["files"]:
-                target = tmp / safe_relpath(f["path"])
+                target = self._inside(tmp / safe_relpath(f["path"]))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 blob = self.blob_path(namespace, name, f["sha256"])
                 try:
                     os.link(blob, target)
                 except OSError:
                     shutil.copyfile(blob, target)
-            _write_atomic(repo / "manifests" / f"{version}.json", json.dumps(manifest, indent=1))
-            final = self.snapshot_dir(namespace, name, version)
+            _write_atomic(manifest_path, json.dumps(manifest, indent=1))
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -246,12 +295,17 @@ class Cache:
 
     # -- listing and pruning ------------------------------------------------------------------
     def repos(self) -> Iterable[tuple[str, str, Path]]:
+        """Adapter folders named as `repo_dir` names them; links and other names are left alone."""
         if not self.root.is_dir():
             return
         for repo in sorted(self.root.iterdir()):
             parts = repo.name[len(REPO_PREFIX) :].split("--")
-            if repo.is_dir() and repo.name.startswith(REPO_PREFIX) and len(parts) == 2:
-                yield parts[0], parts[1], repo
+            if repo.is_symlink() or not repo.is_dir() or not repo.name.startswith(REPO_PREFIX) or len(parts) != 2:
+                continue
+            try:
+                yield parts[0], parts[1], self.repo_dir(parts[0], parts[1])
+            except (InvalidReferenceError, InvalidAdapterError):
+                continue
 
     def list(self) -> list[dict]:
         """One row per cached adapter: versions, refs, bytes on disk."""
@@ -275,13 +329,14 @@ class Cache:
         for ns, name, repo in list(self.repos()):
             with self.lock(ns, name):
                 refs_dir = repo / "refs"
-                kept = {p.read_text().strip() for p in refs_dir.iterdir()} if refs_dir.is_dir() else set()
+                kept = {self.read_ref(ns, name, p.name) for p in (refs_dir.iterdir() if refs_dir.is_dir() else ())}
+                kept.discard(None)  # a ref file that names no version keeps nothing
                 snaps = repo / "snapshots"
                 for snap in sorted(snaps.iterdir()) if snaps.is_dir() else []:
                     if snap.name in kept and self.snapshot(ns, name, snap.name):
                         continue
-                    freed += _remove_tree(snap)
-                    (repo / "manifests" / f"{snap.name}.json").unlink(missing_ok=True)
+                    freed += _remove_tree(self._inside(snap))
+                    self._inside(repo / "manifests" / f"{snap.name}.json").unlink(missing_ok=True)
                     if not snap.name.startswith("."):
                         removed_snapshots.append(f"{ns}/{name}@{snap.name}")
                 used = {
@@ -292,11 +347,19 @@ class Cache:
                 blobs = repo / "blobs"
                 for blob in sorted(blobs.iterdir()) if blobs.is_dir() else []:
                     if blob.name not in used:
-                        freed += _remove_file(blob)
+                        freed += _remove_file(self._inside(blob))
                         removed_blobs += 1
                 if not any(snaps.iterdir() if snaps.is_dir() else []):
-                    shutil.rmtree(repo, ignore_errors=True)
+                    shutil.rmtree(self._inside(repo), ignore_errors=True)
         return {"snapshots": removed_snapshots, "blobs": removed_blobs, "freed": freed}
+
+
+def _content(value: object) -> object:
+    """A manifest field compared as content: files by (path, sha256, size), in any order."""
+    if isinstance(value, list):
+        return sorted(repr((f.get("path"), f.get("sha256"), f.get("size"))) if isinstance(f, dict) else repr(f)
+                       for f in value)
+    return value
 
 
 def _remove_file(path: Path) -> int:

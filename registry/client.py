@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -36,15 +35,14 @@ from adapterhub.errors import (
     OfflineError,
     RegistryError,
 )
-from adapterhub.registry import config
+from adapterhub.registry import config, trust
 from adapterhub.registry.cache import CHUNK, Cache, download_blob, ref_name, safe_relpath, sha256_file
 from adapterhub.registry.client_rollouts import RolloutsMixin
-from adapterhub.registry.limits import MAX_FILES_PER_VERSION, PICKLE_SUFFIXES
+from adapterhub.registry.folder import CREATE_FIELDS, folder_metadata, scan_folder
 from adapterhub.registry.reference import Reference, as_reference, check_alias, check_name, check_version
 
 KEEPALIVE_S = 2.0  # below uvicorn's default 5 s keep-alive timeout
 IDEMPOTENT = frozenset({"GET", "HEAD"})
-CREATE_FIELDS = ("description", "task", "method", "base_model", "tags", "license")
 SEARCH_FILTERS = ("base_model", "method", "task", "tag", "namespace", "sort")
 
 
@@ -263,10 +261,8 @@ class Hub(RolloutsMixin):
         suffix = f"@{r.version}" if r.version else (f":{r.alias}" if r.alias else "")
         params = {"ref": suffix, **({"key": key} if key is not None else {})}
         body = self._request("GET", f"{self._adapter_path(r)}/resolve", ref=r, params=params).json()
-        return Resolution(
-            body.get("namespace", r.namespace), body.get("name", r.name), body["version"],
-            body.get("commit"), body.get("arm") or "stable", body.get("rollout_id"),
-        )
+        # every name in the answer is held against r before it can become a cache path or a URL
+        return Resolution(*trust.checked_resolution(r, body), body.get("arm") or "stable", body.get("rollout_id"))
 
     # -- writes ------------------------------------------------------------------------------
     def post_eval(self, ref: str | Reference, dataset: str, dataset_sha256: str, metrics: dict) -> dict:
@@ -315,33 +311,36 @@ class Hub(RolloutsMixin):
     def pull(self, ref: str | Reference) -> Path:
         """The snapshot folder of the version ``ref`` resolves to, downloading what the cache lacks.
 
-        Safe across processes: one lock per adapter, so a second pull of the same reference waits
-        and then finds the snapshot ready instead of downloading again.
+        Online, every pull asks the registry first (the pinned version's manifest, else a resolve):
+        the cache supplies bytes, never who may read them, so a private version another token pulled
+        into the same cache stays not found. Offline, the cache alone answers. One lock per adapter
+        (across processes): a second pull of the same reference waits, then finds the snapshot ready.
         """
         r = _as_ref(ref)
         if self.offline:
             return self.cache.resolve_offline(r)[1]
-        if r.version and (cached := self.cache.snapshot(r.namespace, r.name, r.version)):
-            self.cache.write_ref(r.namespace, r.name, ref_name(r), r.version)
-            return cached  # versions are immutable: a complete snapshot needs no network
-        res = self.resolve(r)
-        ns, name = res.namespace, res.name
-        with self.cache.lock(ns, name):
-            folder = self.cache.snapshot(ns, name, res.version)
+        manifest = self._manifest(r, r.version) if r.version else None
+        res = Resolution(r.namespace, r.name, r.version, manifest.get("commit")) if manifest else self.resolve(r)
+        with self.cache.lock(r.namespace, r.name):
+            folder = self.cache.snapshot(r.namespace, r.name, res.version,
+                                         expect=manifest or ({"commit": res.commit} if res.commit else None))
             if folder is None:
-                path = f"{self._adapter_path(r)}/versions/{res.version}"
-                manifest = self._request("GET", path, ref=r).json()
+                manifest = manifest or self._manifest(r, res.version, res.commit)
                 if manifest.get("yanked"):
                     warnings.warn(f"{res.reference} is yanked: {manifest.get('yank_reason')}", stacklevel=2)
                 self._download(r, manifest)
-                folder = self.cache.build_snapshot(ns, name, manifest)
-            self.cache.write_ref(ns, name, ref_name(r), res.version)
+                folder = self.cache.build_snapshot(r.namespace, r.name, manifest)
+            self.cache.write_ref(r.namespace, r.name, ref_name(r), res.version)
         return folder
 
     # -- internals ---------------------------------------------------------------------------
     @staticmethod
     def _adapter_path(r: Reference) -> str:
         return f"adapters/{r.namespace}/{r.name}"
+
+    def _manifest(self, r: Reference, version: str, commit: str | None = None) -> dict:
+        body = self._request("GET", f"{self._adapter_path(r)}/versions/{version}", ref=r).json()
+        return trust.checked_manifest(r, body, version, commit)
 
     @contextlib.contextmanager
     def _transport(self) -> Iterator[None]:
@@ -450,20 +449,19 @@ class Hub(RolloutsMixin):
                 self._request("PUT", f"blobs/{f['sha256']}", content=chunks(), headers=headers)
 
     def _download(self, r: Reference, manifest: dict) -> None:
+        """Fetch the blobs a checked manifest (`trust.checked_manifest`) names that the cache lacks."""
         ns, name, version = r.namespace, r.name, manifest["version"]
         todo = []
         for f in manifest["files"]:
             blob = self.cache.blob_path(ns, name, f["sha256"])
-            if blob.is_file() and blob.stat().st_size == f["size"]:
-                continue  # verified when it was downloaded
-            todo.append(f)
-        blobs = self.cache.repo_dir(ns, name) / "blobs"
-        blobs.mkdir(parents=True, exist_ok=True)
-        with self._bar(sum(f["size"] for f in todo), f"pulling {ns}/{name}@{version}") as bar:
-            for f in todo:
+            if not (blob.is_file() and blob.stat().st_size == f["size"]):  # else verified when downloaded
+                todo.append((f, blob))
+        with self._bar(sum(f["size"] for f, _ in todo), f"pulling {ns}/{name}@{version}") as bar:
+            for f, blob in todo:
+                blob.parent.mkdir(parents=True, exist_ok=True)
                 url = f"{self._adapter_path(r)}/versions/{version}/files/{quote(f['path'], safe='/')}"
                 with self._transport():
-                    download_blob(self._http, url, blobs / f["sha256"], f["sha256"], f["size"],
+                    download_blob(self._http, url, blob, f["sha256"], f["size"],
                                   check=lambda resp: self._check(resp, r), on_bytes=bar.update)
 
 
@@ -474,80 +472,3 @@ def _one_of(what: str, in_ref: str | None, given: str | None, r: Reference) -> s
     if not value:
         raise InvalidReferenceError(f"pushing {r} needs a {what}, e.g. --version 1.0.0")
     return value
-
-
-def scan_folder(root: Path) -> list[Path]:
-    """Every file under ``root``, sorted. Refuses what the registry would refuse and can be seen
-    from names alone (symlinks, special files, pickles, control characters, too many files), so
-    that such a push fails before it creates an adapter or uploads a byte."""
-    if not root.is_dir():
-        raise InvalidAdapterError(f"{root} is not a folder")
-    if root.is_symlink():
-        raise InvalidAdapterError(f"refusing to push {root}: it is a symlink; push the folder it points to")
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        files = set(filenames)
-        for entry in sorted(dirnames + filenames):
-            path = Path(dirpath) / entry
-            if path.is_symlink():
-                raise InvalidAdapterError(f"refusing to push {path}: symlinks are not allowed in an adapter folder")
-            if any(ord(c) < 32 or ord(c) == 127 for c in entry) or "\\" in entry:
-                raise InvalidAdapterError(
-                    f"refusing to push {str(path)!r}: names may not hold control characters or backslashes")
-            if entry not in files:
-                continue
-            if not path.is_file():
-                raise InvalidAdapterError(f"refusing to push {path}: not a regular file")
-            if entry.lower().endswith(PICKLE_SUFFIXES):
-                raise InvalidAdapterError(
-                    f"refusing to push {path}: pickle-based weights can run code when loaded; save them as safetensors")
-            found.append(path)
-            if len(found) > MAX_FILES_PER_VERSION:  # stop walking: a home folder pushed by mistake is huge
-                raise InvalidAdapterError(f"refusing to push {root}: it holds more than {MAX_FILES_PER_VERSION} "
-                                          "files, the most a version may hold")
-    if not found:
-        raise InvalidAdapterError(f"{root} is empty: nothing to push")
-    return sorted(found)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InvalidAdapterError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidAdapterError(f"{path} must hold a JSON object, found {type(data).__name__}")
-    return data
-
-
-def folder_metadata(root: Path) -> dict:
-    """Adapter metadata from ``adapterhub.json``, else inferred from PEFT's ``adapter_config.json``.
-
-    >>> folder_metadata(Path("peft-lora-folder"))               # doctest: +SKIP
-    {'method': 'lora', 'base_model': 'HuggingFaceTB/SmolLM2-135M', 'target_modules': ['q_proj', 'v_proj']}
-    """
-    card_path, config_path = root / "adapterhub.json", root / "adapter_config.json"
-    if card_path.is_file():
-        card = _read_json(card_path)
-        meta = {k: card.get(k) for k in CREATE_FIELDS}
-        if isinstance(meta["base_model"], dict):  # {"id": ..., "fingerprint": ...}
-            base = meta["base_model"]
-            meta["base_model"] = base.get("id") or base.get("name_or_path") or base.get("name")
-        meta["target_modules"] = card.get("target_modules")
-        if config_path.is_file():
-            meta = {**_peft_metadata(_read_json(config_path)), **{k: v for k, v in meta.items() if v is not None}}
-        return {k: v for k, v in meta.items() if v is not None}
-    if config_path.is_file():
-        return _peft_metadata(_read_json(config_path))
-    raise InvalidAdapterError(f"{root} has neither adapterhub.json nor adapter_config.json: not an adapter folder")
-
-
-def _peft_metadata(cfg: dict) -> dict:
-    meta = {
-        "method": str(cfg["peft_type"]).lower() if cfg.get("peft_type") else None,
-        "base_model": cfg.get("base_model_name_or_path"),
-        "target_modules": cfg.get("target_modules"),
-    }
-    if isinstance(meta["target_modules"], str):
-        meta["target_modules"] = [meta["target_modules"]]
-    return {k: v for k, v in meta.items() if v is not None}

@@ -70,14 +70,19 @@ def source_kind(folder: Path) -> str:
     return SOURCE_KINDS[found]
 
 
-def _recipe_folders(folder: Path) -> dict[str, Path]:
-    """A recipe's own adapters (name -> folder; reference-only ones are pulled) for the task check."""
+def _recipe_folders(folder: Path, pull: Callable[[str], Path] | None = None) -> dict[str, Path]:
+    """A recipe's own adapters (name -> folder; reference-only ones are pulled) for the task check.
+
+    ``pull`` is the session's: a shared UI must pull a recipe's references with the visitor's
+    token, so one the visitor may not read stops here instead of loading with the host's login.
+    """
     from adapterhub.compose import io, recipes
 
     found = {}
     for name, entry in (io.read_json(folder / recipes.RECIPE_FILE).get("adapters") or {}).items():
         own = folder / str(entry.get("folder") or name)
-        found[name] = own if own.is_dir() else io.resolve_source(entry.get("reference") or name)
+        ref = entry.get("reference") or name
+        found[name] = own if own.is_dir() else (pull(ref) if pull else io.resolve_source(ref))
     return found
 
 
@@ -96,12 +101,14 @@ def _named_as_layers(folders: dict[str, Path], source: Path) -> dict[str, Path]:
     return dict(zip(leaves, folders.values(), strict=True))
 
 
-def load_playground(base: str, folders: dict[str, Path], source: Path | None = None) -> Playground:
+def load_playground(base: str, folders: dict[str, Path], source: Path | None = None,
+                    pull: Callable[[str], Path] | None = None) -> Playground:
     """The base (catalogue name or folder) with every adapter folder attached under its name, and
     the layers (or whole recipe) of ``source`` on top.
 
     The task and labels come from the adapters' cards; all of them must agree. A fusion or router
-    folder names its adapters: the picked ones take those names, in the order picked.
+    folder names its adapters: the picked ones take those names, in the order picked. ``pull``
+    fetches a recipe's reference-only adapters (default: the engine's own client).
     """
     from adapterhub.compose.evaluate import adapter_task, load_base, load_tokenizer
     from adapterhub.compose.model import AdapterModel
@@ -109,7 +116,7 @@ def load_playground(base: str, folders: dict[str, Path], source: Path | None = N
     kind = source_kind(source) if source is not None else None
     if kind in ("fusion", "router"):
         folders = _named_as_layers(folders, source)
-    own = _recipe_folders(source) if kind == "recipe" else {}
+    own = _recipe_folders(source, pull) if kind == "recipe" else {}
     declared = {name: adapter_task(folder) for name, folder in {**own, **folders}.items()}
     if not declared:
         raise IncompatibleAdapterError("pick at least one adapter")

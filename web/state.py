@@ -12,15 +12,17 @@ typed error becomes one readable ``st.error`` line instead of a traceback.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import streamlit as st
 
 from adapterhub.errors import AdapterHubError, AuthenticationError
 from adapterhub.registry import config
 from adapterhub.registry.client import Hub
-from adapterhub.registry.reference import parse_reference
+from adapterhub.registry.reference import as_reference, parse_reference
 
 TTL = 30  # seconds fetched data stays fresh
 WRITE_SCOPES = ("write", "admin")
@@ -33,8 +35,7 @@ def init() -> None:
     ss.setdefault("url", config.resolve_url(os.environ.get("ADAPTERHUB_URL")))
     # a UI bound to loopback is the local user's: it starts signed in with the CLI's token; a shared
     # one (``adapterhub ui --host 0.0.0.0`` sets ADAPTERHUB_UI_SHARED=1) starts anonymous
-    shared = os.environ.get("ADAPTERHUB_UI_SHARED") == "1"
-    ss.setdefault("token", "" if shared else config.resolve_token(None) or "")
+    ss.setdefault("token", "" if shared() else config.resolve_token(None) or "")
     ss.setdefault("ref", "")
 
 
@@ -48,10 +49,31 @@ def token() -> str:
     return st.session_state["token"]
 
 
-@st.cache_resource(show_spinner=False)
+def shared() -> bool:
+    """True for a UI many people reach (``adapterhub ui --host 0.0.0.0``): one process, many principals."""
+    return os.environ.get("ADAPTERHUB_UI_SHARED") == "1"
+
+
+def cache_root(url: str, token: str) -> Path:
+    """The cache folder pulls of this (registry, token) use.
+
+    A shared UI gives each principal its own folder, named by a hash (never the token itself), so
+    that what one visitor pulled is never on disk where another's pull looks, even if a check
+    elsewhere fails. A local UI is the CLI's user and shares the CLI's cache.
+    """
+    if not shared():
+        return config.cache_dir()
+    return config.home() / "ui-cache" / hashlib.sha256(f"{url}\n{token}".encode()).hexdigest()[:32]
+
+
 def _hub(url: str, token: str) -> Hub:
+    return _hub_at(url, token, str(cache_root(url, token)))
+
+
+@st.cache_resource(show_spinner=False)
+def _hub_at(url: str, token: str, cache_dir: str) -> Hub:
     # anonymous means anonymous: no fallback to a token stored on the server's machine
-    return Hub(url, token or None, progress=False, anonymous=not token)
+    return Hub(url, token or None, cache_dir=cache_dir, progress=False, anonymous=not token)
 
 
 def hub() -> Hub:
@@ -135,6 +157,12 @@ def _summary(url: str, token: str, ref: str) -> dict:
 
 def summary(ref: str) -> dict:
     return _summary(url(), token(), ref)
+
+
+def readable(refs: tuple[str, ...]) -> list[dict]:
+    """The summary of every reference, in order: each one the session's token may read, or the
+    typed error of the first it may not (one unreadable reference among several must not load)."""
+    return [summary(as_reference(ref).repo_id) for ref in refs]
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

@@ -233,6 +233,8 @@ FOLDERS: dict[str, Callable[[Path], Path]] = {
     "symlink": _with("symlink", lambda f: os.symlink(f / "adapter_config.json", f / "link.json")),
     **{f"pickle_{s}": _with(f"pickle-{s}", pickle_only(f".{s}")) for s in ("bin", "pt", "pkl")},
     "control": _with("control", write_file("bad\x1bname.json", b"{}")),
+    "bidi": _with("bidi", write_file("a\u202etxt.json", b"{}")),
+    "case_twins": _with("case-twins", lambda f: [(f / n).write_bytes(b"# twin\n") for n in ("NOTES.md", "notes.md")]),
     "many": _with("many", _many),
     "empty": lambda root: (root / "empty").mkdir() or root / "empty",
     "config_not_json": _with("config-not-json", write_file("adapter_config.json", b"{not json")),

@@ -68,7 +68,12 @@ CASES = [
     *[HubCase(f"pickle .{s}", push(f"pickle_{s}"), InvalidAdapterError,
               f"refusing to push {{pickle_{s}}}/adapter_model.{s}: {PICKLE_HINT}") for s in ("bin", "pt", "pkl")],
     HubCase("control character in a name", push("control"), InvalidAdapterError,
-            "refusing to push '{control}/bad\\x1bname.json': names may not hold control characters or backslashes"),
+            "refusing to push '{control}/bad\\x1bname.json': control characters are not allowed"),
+    HubCase("bidi override in a name", push("bidi"), InvalidAdapterError,
+            "refusing to push '{bidi}/a\\u202etxt.json': invisible format characters are not allowed (U+202E)"),
+    HubCase("case twins", push("case_twins"), InvalidAdapterError,
+            "refusing to push {case_twins}: 'NOTES.md' and 'notes.md' differ only in case or Unicode form: "
+            "one would overwrite the other"),
     HubCase("10,000 files", push("many"), InvalidAdapterError,
             "refusing to push {many}: it holds more than 1000 files, the most a version may hold"),
     HubCase("empty folder", push("empty"), InvalidAdapterError, "{empty} is empty: nothing to push"),

@@ -18,7 +18,8 @@ from adapterhub.errors import (
     RegistryError,
 )
 from adapterhub.registry import config
-from adapterhub.registry.client import Hub, folder_metadata, scan_folder
+from adapterhub.registry.client import Hub
+from adapterhub.registry.folder import folder_metadata, scan_folder
 from tests.client.support import make_adapter
 
 

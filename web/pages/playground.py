@@ -25,7 +25,7 @@ HEATMAP_TITLES = {"Fuse": "Fusion weights: mean attention over the adapters, per
 def playground(base: str, refs: tuple[str, ...], source: str, url: str, token: str) -> engine.Playground:
     hub = state._hub(url, token)
     folder = engine.source_folder(source, hub.pull) if source else None
-    return engine.load_playground(base, {engine.adapter_name(r): hub.pull(r) for r in refs}, folder)
+    return engine.load_playground(base, {engine.adapter_name(r): hub.pull(r) for r in refs}, folder, pull=hub.pull)
 
 
 def show(out: dict) -> None:
@@ -64,7 +64,8 @@ with state.errors_shown():
     typed = cols[1].text_input("Adapters (references, comma separated)", key="pg_refs",
                                value=state.current_ref(), placeholder="acme/sentiment, acme/news@1.0.0")
     refs = tuple(r.strip() for r in typed.split(",") if r.strip())
-    first = state.summary(refs[0]).get("base_model") if refs else None
+    readable = state.readable(refs)  # every reference, not only the first, must be the session's to read
+    first = readable[0].get("base_model") if readable else None
     options, index = views.base_choices(first, list(CATALOGUE), LOCAL)
     picked = cols[0].selectbox("Base model", options, index=index, key="pg_base")
     base = cols[0].text_input("Base model folder", key="pg_base_path").strip() if picked == LOCAL else picked
