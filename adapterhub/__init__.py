@@ -11,9 +11,15 @@ pays for torch: the engine's names load on first use.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any
 
-from adapterhub.errors import (
+# A strict editable install links every file into one adapterhub/ tree (which editors follow); a
+# checkout's own ./adapterhub, first on sys.path when run from the root, holds only this folder, so
+# the subpackages are found in the linked tree (ARCHITECTURE.md, "Installing").
+__path__ = pkgutil.extend_path(__path__, __name__)
+
+from adapterhub.errors import (  # noqa: E402
     AdapterHubError,
     AdapterNotFoundError,
     AuthenticationError,
@@ -31,18 +37,18 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it (imported on first attribute access)
 _LAZY = {
-    "AdapterModel": "adapterhub.compose.model",
+    "AdapterModel": "adapterhub.compose.core.model",
     "LoRAConfig": "adapterhub.compose.tuners.lora.config",
     "BottleneckConfig": "adapterhub.compose.tuners.bottleneck.config",
     "PromptTuningConfig": "adapterhub.compose.tuners.prompt.config",
     "PrefixTuningConfig": "adapterhub.compose.tuners.prefix.config",
     "IA3Config": "adapterhub.compose.tuners.ia3.config",
-    "Stack": "adapterhub.compose.composition",
-    "Fuse": "adapterhub.compose.composition",
-    "Average": "adapterhub.compose.composition",
-    "Route": "adapterhub.compose.composition",
+    "Stack": "adapterhub.compose.composition.blocks",
+    "Fuse": "adapterhub.compose.composition.blocks",
+    "Average": "adapterhub.compose.composition.blocks",
+    "Route": "adapterhub.compose.composition.blocks",
     "Hub": "adapterhub.registry.client",
-    "AdapterServer": "adapterhub.compose.serve",
+    "AdapterServer": "adapterhub.compose.serving.server",
 }
 
 __all__ = [

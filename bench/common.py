@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
+from adapterhub.format import write_text_atomic
+
 THREADS = 2
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -179,9 +181,4 @@ def machine_info() -> dict:
 
 
 def write_results(name: str, data: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic(RESULTS / f"{name}.json", json.dumps(data, indent=2) + "\n")

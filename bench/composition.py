@@ -23,6 +23,7 @@ from peft.utils.hotswap import hotswap_adapter
 from safetensors.torch import load_file
 
 import adapterhub as ah
+from adapterhub.format import WEIGHTS_FILE
 from bench.common import median, paired_ratio, setup_torch, time_interleaved
 from bench.engine import _llama
 
@@ -106,14 +107,14 @@ def hot_load(layers: int, loads: int) -> dict:
             hotswap_adapter(theirs, str(folder), adapter_name="default")
             swap_times.append(time.perf_counter() - start)
             start = time.perf_counter()
-            load_file(str(folder / "adapter_model.safetensors"))
+            load_file(str(folder / WEIGHTS_FILE))
             read_times.append(time.perf_counter() - start)
         replace_times = []
         for _ in range(10):
             start = time.perf_counter()
             ours.load_adapter(folder, name="x0", replace=True)
             replace_times.append(time.perf_counter() - start)
-        size = (folder / "adapter_model.safetensors").stat().st_size
+        size = (folder / WEIGHTS_FILE).stat().st_size
     ms = 1000.0
     return {
         "file_mb": size / 1e6,

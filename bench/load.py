@@ -41,6 +41,7 @@ import numpy as np
 import psycopg
 from safetensors.numpy import save
 
+from adapterhub.format import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 from bench import common
 from tests.helpers.live_server import fresh_postgres, start_server, stop_server
 
@@ -59,9 +60,9 @@ def files_for(seed: int, size_kb: int) -> dict[str, bytes]:
     width = max(1, size_kb * 1024 // (2 * 8 * 4))
     tensors = {"base_model.model.q_proj.lora_A.weight": rng.standard_normal((8, width)).astype(np.float32),
                "base_model.model.q_proj.lora_B.weight": rng.standard_normal((width, 8)).astype(np.float32)}
-    return {"adapter_config.json": json.dumps({"peft_type": "LORA", "r": 8, "seed": seed}).encode(),
-            "adapter_model.safetensors": save(tensors),
-            "adapterhub.json": json.dumps({"method": "lora", "task": "classification", "seed": seed}).encode()}
+    return {CONFIG_FILE: json.dumps({"peft_type": "LORA", "r": 8, "seed": seed}).encode(),
+            WEIGHTS_FILE: save(tensors),
+            CARD_FILE: json.dumps({"method": "lora", "task": "classification", "seed": seed}).encode()}
 
 
 def _manifest(files: dict[str, bytes]) -> list[dict]:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adapterhub.format import write_text_atomic
 from bench import common
 
 BASE = "minilm-l6"
@@ -76,8 +77,8 @@ def run_one(dataset: str, method: str, budget: Budget) -> dict[str, Any]:
     """Train and score one (dataset, method) in this process; the parent reads its peak memory."""
     import torch
 
-    from adapterhub.compose.catalog import resolve_base_model
-    from adapterhub.compose.data import load_dataset, seeded_sample
+    from adapterhub.compose.workflows.catalog import resolve_base_model
+    from adapterhub.compose.workflows.data import load_dataset, seeded_sample
 
     common.setup_torch()
     spec = METHODS[method]
@@ -104,7 +105,7 @@ def run_one(dataset: str, method: str, budget: Budget) -> dict[str, Any]:
 
 
 def _train_adapter(base: Path, train_ds, test_ds, spec: Method, settings: dict, out: Path) -> dict[str, Any]:
-    from adapterhub.compose.training import train
+    from adapterhub.compose.workflows.training import train
 
     loaded_rss = common.current_rss_mb()
     result = train(base, train_ds, spec.trainer, out, eval_data=test_ds, progress=False, **settings, **spec.config)
@@ -122,8 +123,9 @@ def _train_weights(base: Path, train_ds, test_ds, method: str, settings: dict, o
     would have to ship it (the whole model, or the head) to measure its size on disk."""
     from safetensors.torch import save_file
 
-    from adapterhub.compose.evaluate import default_device, evaluate, load_base, load_tokenizer
-    from adapterhub.compose.training import TRAINING_DEFAULTS, fit
+    from adapterhub.compose.workflows.base import load_base, load_tokenizer
+    from adapterhub.compose.workflows.evaluate import default_device, evaluate
+    from adapterhub.compose.workflows.training import TRAINING_DEFAULTS, fit
 
     labels = list(train_ds.labels)
     tokenizer = load_tokenizer(base)
@@ -239,12 +241,7 @@ def write_markdown(rows: list[dict[str, Any]], budget: Budget, machine: dict) ->
         *(notes or ["Every adapter method is within 3 points of full fine-tuning at this budget."]),
         "",
     ])
-    path = common.RESULTS / "quality.md"
-    common.RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return write_text_atomic(common.RESULTS / "quality.md", text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import httpx
 
+from adapterhub.format import CONFIG_FILE
 from bench import common
 from tests.helpers.live_server import free_port, fresh_postgres, start_server, stop_server
 
@@ -87,7 +88,7 @@ def bench_pull(work: Path, size_mb: int, repeats: int) -> dict:
     srv = start_server(work / "pull-home")
     try:
         c = _client(srv.url, _user(srv))
-        _push(c, "big", "1.0.0", {"adapter_config.json": b"{}", "blob.dat": data})
+        _push(c, "big", "1.0.0", {CONFIG_FILE: b"{}", "blob.dat": data})
         for _ in range(100):
             try:
                 httpx.head(f"http://127.0.0.1:{port}/blob.dat")
@@ -175,7 +176,7 @@ def bench_publish(work: Path, size_mb: int, repeats: int) -> dict:
         c = _client(srv.url, _user(srv))
         ups, pubs = [], []
         for i in range(repeats):
-            files = {"adapter_config.json": json.dumps({"peft_type": "LORA", "i": i}).encode(),
+            files = {CONFIG_FILE: json.dumps({"peft_type": "LORA", "i": i}).encode(),
                      "weights.dat": os.urandom(size_mb << 20)}
             up, pub = _push(c, "pub", f"1.{i}.0", files)
             ups.append(up)

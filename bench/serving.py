@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 import adapterhub as ah
-from adapterhub.compose.serve import AdapterServer
+from adapterhub.compose.serving.server import AdapterServer
 from adapterhub.registry.client import Hub
 from bench.common import setup_torch
 from bench.engine import _llama
@@ -226,7 +226,7 @@ def resolve_latency(srv: AdapterServer, hub: Hub, folders: list[Path], calls: in
         cached.append(time.perf_counter() - t)
     hits = srv.metrics.cache[("resolve", "hit")] - before.get(("resolve", "hit"), 0)
     return {"hub": {**_quantiles(direct), "arms": sorted(arms)},
-            "server_cache": {**_quantiles(cached), "hit_rate": hits / len(cached), "ttl_s": srv.resolve_ttl}}
+            "server_cache": {**_quantiles(cached), "hit_rate": hits / len(cached), "ttl_s": srv.resolver.ttl}}
 
 
 def run(quick: bool, selected: Callable[[str], bool] = lambda _k: True) -> dict:

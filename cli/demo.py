@@ -14,7 +14,7 @@ def demo(steps: int) -> None:
     Example:
       adapterhub demo --steps 30
     """
-    from adapterhub.compose.demo import run_demo
+    from adapterhub.compose.workflows.demo import run_demo
 
     click.echo("adapterhub engine demo (a small random LLaMA; the registry starts next with `adapterhub up`)")
     run_demo(lambda line: click.echo(f"  {line}"), steps=steps)

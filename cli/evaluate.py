@@ -10,6 +10,7 @@ from rich.console import Group
 from adapterhub.cli.context import get_hub
 from adapterhub.cli.output import emit, json_option, kv_table, note, table
 from adapterhub.registry.reference import parse_reference
+from adapterhub.vocab import TASK_NAMES
 
 
 def _render(d: dict):
@@ -33,7 +34,7 @@ def _render(d: dict):
 @click.option("--base", required=True, metavar="PATH_OR_NAME",
               help="Base model the adapter was trained on: a local folder or a catalogue name (minilm-l6, smollm2-135m).")
 @click.option("--data", required=True, help="Evaluation data: JSONL or CSV with text,label (or text for lm).")
-@click.option("--task", type=click.Choice(["classification", "lm"]), help="Default: what the adapter declares.")
+@click.option("--task", type=click.Choice(TASK_NAMES), help="Default: what the adapter declares.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--max-length", type=click.IntRange(1), default=256, show_default=True, help="Tokens per example.")
 @click.option("--post", is_flag=True, help="Record the result in the registry (REF must be a registry reference).")
@@ -50,7 +51,7 @@ def evaluate(adapter, base, data, task, batch_size, max_length, post, dataset_na
     Example:
       adapterhub eval acme/sentiment@1.0.0 --base models/tiny-bert --data test.jsonl --post
     """
-    from adapterhub.compose.evaluate import evaluate_adapter
+    from adapterhub.compose.workflows.evaluate import evaluate_adapter
 
     is_folder = Path(adapter).is_dir()
     if post and is_folder:

@@ -18,6 +18,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from adapterhub.units import human_size  # noqa: F401  (re-exported: the commands import it from here)
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 
 
@@ -40,17 +42,6 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], Any] | None = None) -
 def note(message: str) -> None:
     """A human note on stderr (so stdout stays clean for pipes and ``--json``)."""
     click.echo(message, err=True)
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
 
 
 def short_time(value: str | None) -> str:

@@ -41,8 +41,8 @@ def serve_model(base: str, host: str, port: int, registry: str | None, max_adapt
     """
     import uvicorn
 
-    from adapterhub.compose.serve import AdapterServer
-    from adapterhub.compose.serve_http import create_app
+    from adapterhub.compose.serving.http import create_app
+    from adapterhub.compose.serving.server import AdapterServer
     from adapterhub.registry.client import Hub
 
     root = click.get_current_context().find_root()

@@ -8,10 +8,7 @@ from pathlib import Path
 import click
 
 from adapterhub.cli.output import emit, json_option, kv_table, note
-
-# the engine's training methods (adapterhub.compose.training.METHODS); listed here so that
-# `adapterhub --help` need not import torch. A test keeps the two in step.
-METHOD_NAMES = ("lora", "lora_fa", "ia3", "bottleneck", "pfeiffer", "houlsby", "prompt_tuning", "prefix_tuning")
+from adapterhub.vocab import TASK_NAMES, TRAINING_PRESETS
 
 
 def _options(pairs: tuple[str, ...]) -> dict:
@@ -51,9 +48,9 @@ def _summary(result) -> dict:
 @click.option("--base", required=True, metavar="PATH_OR_NAME",
               help="Base model: a local transformers folder (config, weights, tokenizer) or a catalogue name (minilm-l6, smollm2-135m).")
 @click.option("--data", required=True, help="Training data: JSONL or CSV with text,label (or text for --task lm).")
-@click.option("--method", type=click.Choice(METHOD_NAMES), default="lora", show_default=True, help="Adapter method.")
+@click.option("--method", type=click.Choice(list(TRAINING_PRESETS)), default="lora", show_default=True, help="Adapter method.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Adapter folder to write.")
-@click.option("--task", type=click.Choice(["classification", "lm"]),
+@click.option("--task", type=click.Choice(TASK_NAMES),
               help="Default: classification when the data has labels, else lm.")
 @click.option("--eval-data", help="Held-out data scored after training; the metrics go into the card.")
 @click.option("--steps", type=click.IntRange(1), help="Optimizer steps (default 100).")
@@ -80,7 +77,7 @@ def train(base, data, method, out, task, eval_data, name, extra, as_json, **hype
       adapterhub train --base models/tiny-bert --data train.jsonl --eval-data test.jsonl \\
           --method lora --r 8 --steps 200 --out out/sentiment
     """
-    from adapterhub.compose.training import train as train_adapter
+    from adapterhub.compose.workflows.training import train as train_adapter
 
     if hyper.get("target_modules"):
         hyper["target_modules"] = [m.strip() for m in hyper["target_modules"].split(",") if m.strip()]

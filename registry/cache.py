@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 
@@ -33,11 +32,13 @@ import httpx
 from filelock import FileLock
 
 from adapterhub.errors import InvalidAdapterError, InvalidReferenceError, OfflineError, RegistryError
-from adapterhub.registry.limits import segment_problem
+from adapterhub.format import FormatError, atomic_folder, read_json_object, segment_problem, write_text_atomic
 from adapterhub.registry.reference import Reference, check_alias, check_name, check_version
 
 CHUNK = 1 << 20
 REPO_PREFIX = "adapters--"
+# refs and manifests say which (maybe private) versions this user pulled: readable by the owner only
+PRIVATE = 0o600
 
 
 def ref_name(ref: Reference) -> str:
@@ -52,7 +53,7 @@ def safe_relpath(path: str) -> PurePosixPath:
 
     Beyond ``..``, absolute paths and backslashes: any ``:`` (a drive letter, ``D:/evil`` or ``C:x``,
     and NTFS streams leave the folder on Windows), a segment of only dots and spaces (Windows trims
-    ``.. `` to ``..``), and whatever `limits.segment_problem` refuses on the server too (control and
+    ``.. `` to ``..``), and whatever `format.segment_problem` refuses on the server too (control and
     invisible characters, trailing dots or spaces, over-long names).
     """
     if (not isinstance(path, str) or not path or "\\" in path or ":" in path
@@ -78,20 +79,6 @@ def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> st
             if on_bytes:
                 on_bytes(len(chunk))
     return digest.hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def download_blob(
@@ -224,15 +211,13 @@ class Cache:
             return None
 
     def write_ref(self, namespace: str, name: str, ref: str, version: str) -> None:
-        _write_atomic(self.ref_path(namespace, name, ref), check_version(version))
+        write_text_atomic(self.ref_path(namespace, name, ref), check_version(version), mode=PRIVATE)
 
     def manifest(self, namespace: str, name: str, version: str) -> dict | None:
-        path = self.manifest_path(namespace, name, version)
         try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except (FileNotFoundError, NotADirectoryError, ValueError):
-            return None
-        return found if isinstance(found, dict) else None
+            return read_json_object(self.manifest_path(namespace, name, version))
+        except FormatError:
+            return None  # absent or not one we wrote: pull again
 
     # -- snapshots ----------------------------------------------------------------------------
     def snapshot(self, namespace: str, name: str, version: str, expect: dict | None = None) -> Path | None:
@@ -262,9 +247,7 @@ class Cache:
         version = check_version(manifest["version"])
         final = self.snapshot_dir(namespace, name, version)
         manifest_path = self.manifest_path(namespace, name, version)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{version}-"))
-        try:
+        with atomic_folder(final) as tmp:
             for f in manifest["files"]:
                 target = self._inside(tmp / safe_relpath(f["path"]))
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -273,13 +256,7 @@ class Cache:
                     os.link(blob, target)
                 except OSError:
                     shutil.copyfile(blob, target)
-            _write_atomic(manifest_path, json.dumps(manifest, indent=1))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_text_atomic(manifest_path, json.dumps(manifest, indent=1), mode=PRIVATE)
         return final
 
     def resolve_offline(self, ref: Reference) -> tuple[str, Path]:

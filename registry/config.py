@@ -11,8 +11,9 @@ that ``adapterhub login`` stores (a file readable by its owner only, mode 0600).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+
+from adapterhub.format import write_text_atomic
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TRUTHY = {"1", "true", "yes", "on"}
@@ -62,19 +63,7 @@ def read_token() -> str | None:
 
 def write_private(path: Path, text: str) -> Path:
     """Write ``text`` atomically to ``path`` with mode 0600 (never readable by group or others)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, text, mode=0o600)
 
 
 def store_token(token: str) -> Path:

@@ -7,11 +7,11 @@ skipped (versions are immutable), so running it twice changes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from adapterhub.errors import AdapterNotFoundError
+from adapterhub.format import CARD_FILE, CONFIG_FILE, RECIPE_FILE, read_json_object
 from adapterhub.registry.client import Hub
 
 NAMESPACE = "adapterhub"
@@ -19,7 +19,7 @@ VERSION = "1.0.0"
 
 
 def seed_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if (p / "adapter_config.json").is_file() or (p / "composition.json").is_file())
+    return sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file() or (p / RECIPE_FILE).is_file())
 
 
 def seed_registry(hub: Hub, root: Path, say: Callable[[str], None] = print) -> list[str]:
@@ -31,7 +31,7 @@ def seed_registry(hub: Hub, root: Path, say: Callable[[str], None] = print) -> l
         if any(v["version"] == VERSION for v in _versions(hub, ref)):
             continue
         hub.push(folder, ref, version=VERSION, alias="stable")
-        card = json.loads((folder / "adapterhub.json").read_text()) if (folder / "adapterhub.json").is_file() else {}
+        card = read_json_object(folder / CARD_FILE) if (folder / CARD_FILE).is_file() else {}
         test = (card.get("data") or {}).get("test") or {}
         metrics = {k: v for k, v in (card.get("metrics") or {}).items() if isinstance(v, (int, float))}
         if metrics and test.get("sha256"):

@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable
 
 from adapterhub.errors import InvalidAdapterError, InvalidReferenceError, RegistryError
+from adapterhub.format import MAX_FILES_PER_VERSION, file_set_problem
 from adapterhub.registry.cache import safe_relpath
-from adapterhub.registry.limits import MAX_FILES_PER_VERSION, file_set_problem
 from adapterhub.registry.reference import Reference, check_name, check_version
 
 UNTRUSTED = "UntrustedAnswer"  # the RegistryError code of every refusal here
@@ -86,7 +86,7 @@ def checked_manifest(ref: Reference, body: object, version: str, commit: str | N
         if entry["path"] in paths:
             raise InvalidAdapterError(f"refusing the registry's manifest for {ref}: {entry['path']!r} is listed twice")
         paths.add(entry["path"])
-    problem = file_set_problem(paths)  # the server's rule (registry/limits.py), for older versions too
+    problem = file_set_problem(paths)  # the server's rule (adapterhub/format.py), for older versions too
     if problem:
         raise InvalidAdapterError(f"refusing the registry's manifest for {ref}: {problem}")
     return body

@@ -1,7 +1,7 @@
 """Rebuild every seed adapter from scratch, deterministically: ``python seed_adapters/build.py`` (``make seeds``).
 
 Real pretrained models (the engine's catalogue: ``minilm-l6``, ``smollm2-135m``) and real labelled
-text (``compose/builtin_data.py``: fixed, documented splits), fixed seeds. Each adapter is trained
+text (``compose/workflows/builtin_data.py``: fixed, documented splits), fixed seeds. Each adapter is trained
 on its dataset's train split only and evaluated on a fixed seeded sample of the test split (the
 sample size is recorded in its card), so nothing is evaluated on what it trained on. Data is never
 written into the repository; the cards record the sha256 of the exact training and test examples.
@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from adapterhub import format as fmt
 
 HERE = Path(__file__).resolve().parent
 NAMESPACE = "adapterhub"
@@ -68,10 +70,10 @@ SEEDS: tuple[Seed, ...] = (
 
 
 def build_one(seed: Seed, out_root: Path) -> dict[str, Any]:
-    from adapterhub.compose import io
-    from adapterhub.compose.catalog import resolve_base_model
-    from adapterhub.compose.data import load_dataset, seeded_sample
-    from adapterhub.compose.training import train
+    from adapterhub.compose.folder import save
+    from adapterhub.compose.workflows.catalog import resolve_base_model
+    from adapterhub.compose.workflows.data import load_dataset, seeded_sample
+    from adapterhub.compose.workflows.training import train
 
     base = resolve_base_model(seed.base, say=lambda m: print(m, file=sys.stderr))
     train_ds = load_dataset(f"{seed.dataset}:train")
@@ -79,7 +81,7 @@ def build_one(seed: Seed, out_root: Path) -> dict[str, Any]:
     out = out_root / seed.name
     started = time.perf_counter()
     if seed.instruct:
-        from adapterhub.compose.instruct import as_instructions
+        from adapterhub.compose.workflows.instruct import as_instructions
 
         labels = list(train_ds.labels)
         result = train(base, as_instructions(train_ds, labels), seed.method, out, name=seed.name, **seed.hyper)
@@ -87,7 +89,7 @@ def build_one(seed: Seed, out_root: Path) -> dict[str, Any]:
     else:
         result = train(base, train_ds, seed.method, out, eval_data=test_ds, name=seed.name, **seed.hyper)
         metrics = result.metrics
-    card = io.read_json(out / io.CARD_FILE)
+    card = fmt.read_json_object(out / fmt.CARD_FILE)
     card.update({
         "name": seed.name,
         "description": seed.description,
@@ -104,20 +106,21 @@ def build_one(seed: Seed, out_root: Path) -> dict[str, Any]:
     })
     if seed.instruct:
         card["evaluation"] = {"kind": "constrained answer accuracy", "labels": labels}
-    io._write_json(out / io.CARD_FILE, card)
+    fmt.write_json(out / fmt.CARD_FILE, card)
     if train_ds.task == "lm" and not seed.instruct:
         add_base_perplexity(seed, out)
-    card = io.read_json(out / io.CARD_FILE)
-    (out / "README.md").write_text(io.render_readme(card))
+    card = fmt.read_json_object(out / fmt.CARD_FILE)
+    (out / fmt.README_FILE).write_text(save.render_readme(card))
     return card
 
 
 def add_base_perplexity(seed: Seed, folder: Path) -> None:
     """Record the bare base model's perplexity on the same test sample, so the gain is visible."""
-    from adapterhub.compose import io
-    from adapterhub.compose.catalog import resolve_base_model
-    from adapterhub.compose.data import load_dataset, seeded_sample
-    from adapterhub.compose.evaluate import evaluate, load_base, load_tokenizer
+    from adapterhub.compose.folder import save
+    from adapterhub.compose.workflows.base import load_base, load_tokenizer
+    from adapterhub.compose.workflows.catalog import resolve_base_model
+    from adapterhub.compose.workflows.data import load_dataset, seeded_sample
+    from adapterhub.compose.workflows.evaluate import evaluate
 
     base = resolve_base_model(seed.base, say=lambda m: print(m, file=sys.stderr))
     test_ds = seeded_sample(load_dataset(f"{seed.dataset}:test"), seed.test_sample)
@@ -125,16 +128,16 @@ def add_base_perplexity(seed: Seed, folder: Path) -> None:
     model = load_base(base, "lm", tokenizer=tokenizer)
     result = evaluate(model, tokenizer, test_ds, batch_size=seed.hyper["batch_size"],
                       max_length=seed.hyper["max_length"], progress=False)
-    card = io.read_json(folder / io.CARD_FILE)
+    card = fmt.read_json_object(folder / fmt.CARD_FILE)
     card["metrics"]["base_perplexity"] = result.metrics["perplexity"]
-    io._write_json(folder / io.CARD_FILE, card)
-    (folder / "README.md").write_text(io.render_readme(card))
+    fmt.write_json(folder / fmt.CARD_FILE, card)
+    (folder / fmt.README_FILE).write_text(save.render_readme(card))
 
 
 def instruct_metrics(base: Path, folder: Path, test_ds, labels: list[str]) -> dict[str, float]:
-    from adapterhub.compose.evaluate import load_base, load_tokenizer
-    from adapterhub.compose.instruct import constrained_accuracy
-    from adapterhub.compose.model import AdapterModel
+    from adapterhub.compose.core.model import AdapterModel
+    from adapterhub.compose.workflows.base import load_base, load_tokenizer
+    from adapterhub.compose.workflows.instruct import constrained_accuracy
 
     tokenizer = load_tokenizer(base)
     model = AdapterModel(load_base(base, "lm", tokenizer=tokenizer))
@@ -150,10 +153,10 @@ def seed_table(root: Path) -> str:
     lines = ["| adapter | base | method | data (test examples) | metric | trainable params | train time |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for seed in SEEDS:
-        path = root / seed.name / "adapterhub.json"
+        path = root / seed.name / fmt.CARD_FILE
         if not path.is_file():
             continue
-        card = json.loads(path.read_text())
+        card = fmt.read_json_object(path)
         m = card.get("metrics")
         if not m:
             continue
@@ -170,10 +173,10 @@ def seed_table(root: Path) -> str:
     from build_recipes import RECIPES
 
     for spec in RECIPES:
-        path = root / spec.name / "adapterhub.json"
+        path = root / spec.name / fmt.CARD_FILE
         if not path.is_file():
             continue
-        card = json.loads(path.read_text())
+        card = fmt.read_json_object(path)
         news = card["evaluations"][0]["metrics"]
         experts = ", ".join(f"`{n}`" for n in card["experts_alone"])
         metric = (f"Friends perplexity {card['metrics']['perplexity']:.1f}, BBC News accuracy {news['accuracy']:.3f} "

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapterhub import format as fmt
+
 NAMESPACE = "adapterhub"
 EXPERT_VERSION = "1.0.0"
 
@@ -52,7 +54,7 @@ RECIPES: tuple[RouteSeed, ...] = (
 
 def _mixture(lm_train, instruct_train, per_task: int, seed: int):
     """An even, seeded mixture of the two experts' training splits (never their test splits)."""
-    from adapterhub.compose.data import load_examples, seeded_sample
+    from adapterhub.compose.workflows.data import load_examples, seeded_sample
 
     rows = [{"text": e.text} for e in seeded_sample(lm_train, per_task, seed).examples]
     rows += [{"text": e.text} for e in seeded_sample(instruct_train, per_task, seed).examples]
@@ -64,7 +66,7 @@ def _token_share(model, route, tokenizer, texts: list[str], expert: int, max_len
     """Share of (non-padding) tokens whose first choice is ``expert``, over every router."""
     import torch
 
-    from adapterhub.compose.evaluate import encode
+    from adapterhub.compose.workflows.evaluate import encode
 
     hits = total = 0
     with torch.inference_mode():
@@ -81,18 +83,18 @@ def _token_share(model, route, tokenizer, texts: list[str], expert: int, max_len
 def build_route(spec: RouteSeed, root: Path) -> dict[str, Any]:
     import torch
 
-    from adapterhub.compose import io
-    from adapterhub.compose.catalog import resolve_base_model
-    from adapterhub.compose.composition import Route
-    from adapterhub.compose.data import load_dataset, seeded_sample
-    from adapterhub.compose.evaluate import default_device, evaluate, load_base, load_tokenizer
-    from adapterhub.compose.instruct import as_instructions, constrained_accuracy, prompt_for
-    from adapterhub.compose.model import AdapterModel
-    from adapterhub.compose.training import TRAINING_DEFAULTS, fit
+    from adapterhub.compose.composition.blocks import Route
+    from adapterhub.compose.core.model import AdapterModel
+    from adapterhub.compose.workflows.base import load_base, load_tokenizer
+    from adapterhub.compose.workflows.catalog import resolve_base_model
+    from adapterhub.compose.workflows.data import load_dataset, seeded_sample
+    from adapterhub.compose.workflows.evaluate import default_device, evaluate
+    from adapterhub.compose.workflows.instruct import as_instructions, constrained_accuracy, prompt_for
+    from adapterhub.compose.workflows.training import TRAINING_DEFAULTS, fit
 
     lm_expert, instruct_expert = spec.experts
-    lm_card = io.read_json(root / lm_expert / io.CARD_FILE)
-    instruct_card = io.read_json(root / instruct_expert / io.CARD_FILE)
+    lm_card = fmt.read_json_object(root / lm_expert / fmt.CARD_FILE)
+    instruct_card = fmt.read_json_object(root / instruct_expert / fmt.CARD_FILE)
     labels = instruct_card["evaluation"]["labels"]
     lm_dataset = lm_card["data"]["train"]["source"].split(":")[0]
     news_dataset = instruct_card["data"]["train"]["source"].split(":")[0]
@@ -140,10 +142,10 @@ def build_route(spec: RouteSeed, root: Path) -> dict[str, Any]:
 
     out = root / spec.name
     model.save_composition(out, active=route, name=spec.name)
-    recipe = io.read_json(out / "composition.json")
+    recipe = fmt.read_json_object(out / fmt.RECIPE_FILE)
     for expert, entry in recipe["adapters"].items():  # rebuildable from the hub alone
         entry["reference"] = entry.get("reference") or f"{NAMESPACE}/{expert}@{EXPERT_VERSION}"
-    io._write_json(out / "composition.json", recipe)
+    fmt.write_json(out / fmt.RECIPE_FILE, recipe)
     router_params = sum(p.numel() for p in params)
     card = {
         "name": spec.name,
@@ -178,8 +180,8 @@ def build_route(spec: RouteSeed, root: Path) -> dict[str, Any]:
                      "device": device.type},
         "build": {"script": "seed_adapters/build.py", "wall_time_s": round(time.perf_counter() - started, 1)},
     }
-    io._write_json(out / io.CARD_FILE, card)
-    (out / "README.md").write_text(render_readme(card))
+    fmt.write_json(out / fmt.CARD_FILE, card)
+    (out / fmt.README_FILE).write_text(render_readme(card))
     return card
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapterhub.errors import CompositionError, IncompatibleAdapterError, InvalidAdapterError
+from adapterhub.vocab import CLASSIFICATION
 
 MODES = ("single", "stack", "average", "fuse", "route")
 LAYER_MODES = {"fuse": "Fuse", "route": "Route"}  # the modes that run trainable per-site layers
@@ -33,7 +34,7 @@ MAX_NEW_TOKENS = 24
 class Playground:
     model: object  # AdapterModel
     tokenizer: object
-    task: str  # "classification" or "lm"
+    task: str  # a name in adapterhub.vocab.TASKS
     labels: list[str] | None
     names: list[str]  # the picked adapters, in order
     loaded: object = None  # the block a source folder brought (Block or adapter name), or None
@@ -58,11 +59,12 @@ def source_folder(text: str, pull: Callable[[str], Path]) -> Path:
 
 def source_kind(folder: Path) -> str:
     """``"recipe"`` (composition.json), ``"fusion"`` or ``"router"`` (by the folder's peft_type)."""
-    from adapterhub.compose import io, recipes
+    from adapterhub import format as fmt
+    from adapterhub.compose.composition import recipes
 
     if (folder / recipes.RECIPE_FILE).is_file():
         return "recipe"
-    found = io.read_json(folder / io.CONFIG_FILE).get("peft_type") if (folder / io.CONFIG_FILE).is_file() else None
+    found = fmt.read_json_object(folder / fmt.CONFIG_FILE).get("peft_type") if (folder / fmt.CONFIG_FILE).is_file() else None
     if found not in SOURCE_KINDS:
         raise InvalidAdapterError(f"{folder} is not a fusion, router or composition folder: it has no "
                                   f"{recipes.RECIPE_FILE} and its peft_type is {found!r}, not one of "
@@ -76,22 +78,24 @@ def _recipe_folders(folder: Path, pull: Callable[[str], Path] | None = None) -> 
     ``pull`` is the session's: a shared UI must pull a recipe's references with the visitor's
     token, so one the visitor may not read stops here instead of loading with the host's login.
     """
-    from adapterhub.compose import io, recipes
+    from adapterhub import format as fmt
+    from adapterhub.compose.composition import recipes
+    from adapterhub.compose.core.hub import pull_from_registry
 
     found = {}
-    for name, entry in (io.read_json(folder / recipes.RECIPE_FILE).get("adapters") or {}).items():
+    for name, entry in (fmt.read_json_object(folder / recipes.RECIPE_FILE).get("adapters") or {}).items():
         own = folder / str(entry.get("folder") or name)
         ref = entry.get("reference") or name
-        found[name] = own if own.is_dir() else (pull(ref) if pull else io.resolve_source(ref))
+        found[name] = own if own.is_dir() else (pull or pull_from_registry)(ref)
     return found
 
 
 def _named_as_layers(folders: dict[str, Path], source: Path) -> dict[str, Path]:
     """The picked adapters named as a fusion/router folder names them: already so, or matched in order."""
-    from adapterhub.compose import io
-    from adapterhub.compose.composition import block_from_dict, leaves_of
+    from adapterhub import format as fmt
+    from adapterhub.compose.composition.blocks import block_from_dict, leaves_of
 
-    leaves = list(dict.fromkeys(leaves_of(block_from_dict(io.read_json(source / io.CONFIG_FILE).get("composition")))))
+    leaves = list(dict.fromkeys(leaves_of(block_from_dict(fmt.read_json_object(source / fmt.CONFIG_FILE).get("composition")))))
     if set(leaves) <= set(folders):
         return folders
     if len(leaves) != len(folders):
@@ -110,8 +114,9 @@ def load_playground(base: str, folders: dict[str, Path], source: Path | None = N
     folder names its adapters: the picked ones take those names, in the order picked. ``pull``
     fetches a recipe's reference-only adapters (default: the engine's own client).
     """
-    from adapterhub.compose.evaluate import adapter_task, load_base, load_tokenizer
-    from adapterhub.compose.model import AdapterModel
+    from adapterhub.compose.core.model import AdapterModel
+    from adapterhub.compose.workflows.base import load_base, load_tokenizer
+    from adapterhub.compose.workflows.evaluate import adapter_task
 
     kind = source_kind(source) if source is not None else None
     if kind in ("fusion", "router"):
@@ -138,7 +143,7 @@ def load_playground(base: str, folders: dict[str, Path], source: Path | None = N
 def composition(pg: Playground, mode: str, names: list[str] | None = None):
     """The block ``mode`` runs: built from the picked adapters, or for Fuse/Route the source's block
     (when one was loaded) else a fresh one whose untrained layers are created here."""
-    from adapterhub.compose.composition import BLOCKS, Average, Stack, blocks_in
+    from adapterhub.compose.composition.blocks import BLOCKS, Average, Stack, blocks_in
 
     names = pg.names if names is None else names
     if mode in LAYER_MODES and pg.loaded is not None:
@@ -175,7 +180,7 @@ def block_stats(pg: Playground, active) -> list[dict]:
     """
     import torch
 
-    from adapterhub.compose.composition import Fuse, Route, blocks_in
+    from adapterhub.compose.composition.blocks import Fuse, Route, blocks_in
 
     def shares(choice: torch.Tensor, n: int) -> torch.Tensor:
         return torch.bincount(choice.reshape(-1), minlength=n) / choice.numel()
@@ -202,7 +207,7 @@ def _run(pg: Playground, text: str):
 
     batch = _batch(pg, text)
     with torch.inference_mode():
-        if pg.task == "classification":
+        if pg.task == CLASSIFICATION.name:
             probs = torch.softmax(pg.model(**batch).logits[0].float(), -1).tolist()
             return {label: round(p, 4) for label, p in zip(pg.labels, probs, strict=True)}
         out = pg.model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
@@ -227,7 +232,7 @@ def predict(pg: Playground, text: str, mode: str, names: list[str] | None = None
     with pg.model.disable_adapters():
         base = _run(pg, text)
     adapted = _run(pg, text)
-    if mode in LAYER_MODES and pg.task != "classification":
+    if mode in LAYER_MODES and pg.task != CLASSIFICATION.name:
         _forward(pg, text)
     return {"task": pg.task, "base": base, "adapted": adapted, "composition": repr(active),
             "blocks": block_stats(pg, active)}
@@ -243,8 +248,8 @@ def save_upload(name: str, data: bytes) -> Path:
 
 def evaluate(folder: Path, base: str, data: str | Path, on_stage=lambda text, fraction: None):
     """Evaluate an adapter folder; ``on_stage`` hears the progress."""
-    from adapterhub.compose.data import load_dataset
-    from adapterhub.compose.evaluate import adapter_task, evaluate_adapter
+    from adapterhub.compose.workflows.data import load_dataset
+    from adapterhub.compose.workflows.evaluate import adapter_task, evaluate_adapter
 
     on_stage("reading the data", 0.2)
     task, _ = adapter_task(folder)

@@ -14,12 +14,14 @@ import json
 
 import pandas as pd
 
-from adapterhub.cli.output import human_size as cli_human_size
+from adapterhub import vocab
+from adapterhub.units import human_size as size_text
 
 # the metric a card shows first, when it has one (higher is better, except perplexity/loss)
 METRIC_ORDER = ("accuracy", "macro_f1", "f1", "perplexity", "loss")
-METHODS = ("lora", "bottleneck", "prompt_tuning", "prefix_tuning", "ia3")
-TASKS = ("text-classification", "text-generation")
+# the search filters: a method by our name, a task by the Hub pipeline tag that cards store
+METHODS = tuple(vocab.METHODS)
+TASKS = tuple(task.pipeline_tag for task in vocab.TASKS.values())
 SORTS = {"newest": "newest", "most downloaded": "downloads", "best accuracy": "metric:accuracy",
          "best macro-F1": "metric:macro_f1"}
 
@@ -43,8 +45,9 @@ def card_dataset_index(card: dict, names: list[str]) -> int:
 
 
 def human_size(n: int | None) -> str:
-    """The CLI's size formatting, with a dash for unknown sizes in tables."""
-    return cli_human_size(n) or "-"
+    """The shared size formatting (`adapterhub.units`, as the CLI prints it), with a dash for unknown
+    sizes in tables."""
+    return size_text(n) or "-"
 
 
 def fmt(value) -> str:

@@ -1,4 +1,5 @@
-"""The method registry: one row per adapter method, read by the model and the folder loader."""
+"""The method implementations: one row per adapter method, joining its name and kind
+(``adapterhub.vocab``) to its config class and its ``model.py`` (see ``contract.py``)."""
 
 from __future__ import annotations
 
@@ -12,48 +13,54 @@ from adapterhub.compose.tuners.ia3 import model as ia3_model
 from adapterhub.compose.tuners.ia3.config import IA3Config
 from adapterhub.compose.tuners.lora import model as lora_model
 from adapterhub.compose.tuners.lora.config import LoRAConfig
+from adapterhub.compose.tuners.prefix import model as prefix_model
 from adapterhub.compose.tuners.prefix.config import PrefixTuningConfig
+from adapterhub.compose.tuners.prompt import model as prompt_model
 from adapterhub.compose.tuners.prompt.config import PromptTuningConfig
 from adapterhub.errors import InvalidAdapterError
+from adapterhub.vocab import METHODS, MethodInfo
 
 
 @dataclass(frozen=True)
-class Method:
-    name: str
+class Tuner:
+    """One method's implementation; ``tuner`` meets ``contract.SiteTuner`` or ``VirtualTokenTuner``."""
+
+    info: MethodInfo
     config_cls: type[AdapterConfig]
-    kind: str  # "site": attaches to Linear/Conv1D modules; "prompt": virtual tokens / KV prefixes
-    site_module: ModuleType | None = None
+    tuner: ModuleType
     param_suffixes: tuple[str, ...] = ()  # per-site tensor names in the saved file
 
+    @property
+    def name(self) -> str:
+        return self.info.name
 
-METHODS: dict[str, Method] = {
-    "lora": Method("lora", LoRAConfig, "site", lora_model, ("lora_A.weight", "lora_B.weight")),
-    "ia3": Method("ia3", IA3Config, "site", ia3_model, ("ia3_l",)),
-    "bottleneck": Method(
-        "bottleneck",
-        BottleneckConfig,
-        "site",
-        bottleneck_model,
-        ("adapter_down.weight", "adapter_down.bias", "adapter_up.weight", "adapter_up.bias"),
-    ),
-    "prompt_tuning": Method("prompt_tuning", PromptTuningConfig, "prompt"),
-    "prefix_tuning": Method("prefix_tuning", PrefixTuningConfig, "prompt"),
+
+TUNERS: dict[str, Tuner] = {
+    t.name: t
+    for t in (
+        Tuner(METHODS["lora"], LoRAConfig, lora_model, ("lora_A.weight", "lora_B.weight")),
+        Tuner(METHODS["ia3"], IA3Config, ia3_model, ("ia3_l",)),
+        Tuner(METHODS["bottleneck"], BottleneckConfig, bottleneck_model,
+              ("adapter_down.weight", "adapter_down.bias", "adapter_up.weight", "adapter_up.bias")),
+        Tuner(METHODS["prompt_tuning"], PromptTuningConfig, prompt_model),
+        Tuner(METHODS["prefix_tuning"], PrefixTuningConfig, prefix_model),
+    )
 }
 
-PEFT_TYPES = {m.config_cls.peft_type or m.name.upper(): m for m in METHODS.values()}
+PEFT_TYPES = {t.info.folder_peft_type: t for t in TUNERS.values()}
 
 
-def method_for_config(config: AdapterConfig) -> Method:
-    for method in METHODS.values():
-        if type(config) is method.config_cls:
-            return method
+def tuner_for_config(config: AdapterConfig) -> Tuner:
+    for tuner in TUNERS.values():
+        if type(config) is tuner.config_cls:
+            return tuner
     raise InvalidAdapterError(f"unknown adapter config type {type(config).__name__}")
 
 
-def method_for_peft_type(peft_type: str | None) -> Method:
-    method = PEFT_TYPES.get(str(peft_type).upper()) if peft_type else None
-    if method is None:
+def tuner_for_peft_type(peft_type: str | None) -> Tuner:
+    tuner = PEFT_TYPES.get(str(peft_type).upper()) if peft_type else None
+    if tuner is None:
         raise InvalidAdapterError(
             f"unknown peft_type {peft_type!r} in adapter_config.json; supported: {', '.join(sorted(PEFT_TYPES))}"
         )
-    return method
+    return tuner

@@ -70,3 +70,17 @@ class AdapterConfig:
         for name, value in values.items():
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise InvalidAdapterError(f"{type(self).__name__}.{name} must be a positive integer, got {value!r}")
+
+
+def text_config(model_config: Any) -> Any:
+    """The language part of a model's config (multimodal configs nest it), where sizes are read."""
+    return model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+
+
+def first_attr(model_config: Any, *names: str, default: Any = None) -> Any:
+    """The first of ``names`` the config sets: architectures spell the same size differently."""
+    for name in names:
+        value = getattr(model_config, name, None)
+        if value is not None:
+            return value
+    return default

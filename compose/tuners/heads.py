@@ -15,10 +15,10 @@ from adapterhub.compose.tuners.site import AdapterState, base_named_modules
 
 class HeadMixin:
     ah_heads: nn.ModuleDict
-    _ah_state: AdapterState
+    ah_state: AdapterState
 
     def forward(self, *args, **kwargs):
-        state = self._ah_state
+        state = self.ah_state
         if state.row_plan is not None and not state.disabled:
             return state.row_plan.apply_head(self, *args, **kwargs)
         if not state.disabled:
@@ -53,7 +53,7 @@ def add_head(module: nn.Module, state: AdapterState, adapter: str) -> nn.Module:
             cls = type(base_cls.__name__, (HeadMixin, base_cls), {"__module__": base_cls.__module__})
             _HEAD_CLASSES[base_cls] = cls
         module.__class__ = cls
-        nn.Module.__setattr__(module, "_ah_state", state)
+        nn.Module.__setattr__(module, "ah_state", state)
         module.ah_heads = nn.ModuleDict()
     module.ah_heads[adapter] = head
     return head

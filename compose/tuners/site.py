@@ -26,7 +26,6 @@ from adapterhub.errors import InvalidAdapterError
 class SiteAdapter(nn.Module):
     """One adapter's parameters at one site."""
 
-    mergeable = False
     scales_input = False  # True where ``scale_input`` changes the input (IA³ on FFN inputs)
 
     def scale_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,25 +54,25 @@ class AdapterSiteMixin:
     """Mixed into the class of a target module; see the module docstring."""
 
     ah_adapters: nn.ModuleDict
-    _ah_state: AdapterState
-    _ah_merged: dict[str, torch.Tensor]
+    ah_state: AdapterState
+    ah_merged: dict[str, torch.Tensor]
 
     def _ah_init(self, state: AdapterState) -> None:
-        nn.Module.__setattr__(self, "_ah_state", state)
+        nn.Module.__setattr__(self, "ah_state", state)
         self.ah_adapters = nn.ModuleDict()
-        self._ah_merged = {}  # adapter name -> weight before merging it (exact unmerge)
-        self._ah_merged_bias = {}
+        self.ah_merged = {}  # adapter name -> weight before merging it (exact unmerge)
+        self.ah_merged_bias = {}
 
     def _ah_active(self) -> list[SiteAdapter]:
-        state = self._ah_state
+        state = self.ah_state
         if state.disabled:
             return []
         adapters = self.ah_adapters
-        merged = self._ah_merged
+        merged = self.ah_merged
         return [adapters[n] for n in state.active if n in adapters and n not in merged]
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        state = self._ah_state
+        state = self.ah_state
         plan = state.row_plan if state.row_plan is not None else state.block_plan
         if plan is not None and not state.disabled:
             return plan.apply(self, x, *args, **kwargs)

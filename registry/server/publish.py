@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from adapterhub.format import CARD_FILE, CONFIG_FILE
 from adapterhub.registry.reference import check_alias, check_version
 from adapterhub.registry.server import validation as val
 from adapterhub.registry.server.auth import Principal
@@ -26,7 +27,7 @@ from adapterhub.registry.server.models import Adapter, Blob, DownloadCount, File
 from adapterhub.registry.server.rollouts import guard_alias
 from adapterhub.registry.server.schemas import FileEntry, VersionCreate
 
-JSON_FILES = {"adapter_config.json": "config", "adapterhub.json": "card"}
+JSON_FILES = {CONFIG_FILE: "config", CARD_FILE: "card"}
 MAX_JSON = 16 * 1024 * 1024
 
 
@@ -91,7 +92,7 @@ def _read_contents(store: BlobStore, files: list[FileEntry]) -> dict[str, dict]:
             if f.size > MAX_JSON:
                 raise val.ValidationError("InvalidManifest", f"{f.path} is {f.size} bytes; the limit is {MAX_JSON}")
             parsed[JSON_FILES[f.path]] = val.parse_json_object(f.path, store.read(f.sha256))
-            if f.path == "adapter_config.json":
+            if f.path == CONFIG_FILE:
                 val.check_adapter_config(parsed["config"])
         elif f.path.lower().endswith(".safetensors"):
             n = val.safetensors_header_length(f.path, store.read(f.sha256, 0, 8), f.size)

@@ -45,9 +45,9 @@ from adapterhub.registry.server.backup import (
 )
 from adapterhub.registry.server.blobstore import CHUNK, BlobStore, open_blobstore
 from adapterhub.registry.server.settings import Settings
+from adapterhub.registry.server.validation import SHA256_RE
 
-TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+TABLE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 BATCH = 500
 
 
@@ -66,10 +66,10 @@ def read_manifest(path: Path) -> dict:
                           f"(this adapterhub reads format {FORMAT_VERSION})")
     try:
         for t in manifest["tables"]:
-            if not TABLE_RE.match(t["name"]) or t["file"] != table_file(t["name"]):
+            if not TABLE_RE.fullmatch(t["name"]) or t["file"] != table_file(t["name"]):
                 raise BackupError(f"{path / MANIFEST} lists a bad table entry {t!r}")
         for b in manifest["blobs"]:
-            if not SHA256_RE.match(b["sha256"]) or b["file"] != blob_file(b["sha256"]):
+            if not SHA256_RE.fullmatch(b["sha256"]) or b["file"] != blob_file(b["sha256"]):
                 raise BackupError(f"{path / MANIFEST} lists a bad blob entry {b!r}")
         str(manifest["schema_revision"])
     except (KeyError, TypeError) as exc:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adapterhub.registry.limits import MAX_FILES_PER_VERSION
+from adapterhub.format import MAX_FILES_PER_VERSION, WEIGHTS_FILE
 from adapterhub.registry.server.auth import to_utc
 
 Scope = Literal["read", "write", "admin"]
@@ -146,7 +146,7 @@ class BlobOut(BaseModel):
 
 
 class FileEntry(BaseModel):
-    path: str = Field(examples=["adapter_model.safetensors"])
+    path: str = Field(examples=[WEIGHTS_FILE])
     sha256: str
     size: int = Field(ge=0)
 

@@ -160,6 +160,8 @@ NOT_JSON_HEADER = raw_safetensors(b"{not json")
 PAST_THE_END = raw_safetensors(tensor_header(w=("F32", [2], [0, 8])), b"\0" * 4)
 OVERLAPPING = raw_safetensors(tensor_header(a=("F32", [2], [0, 8]), b=("F32", [1], [4, 8])), b"\0" * 8)
 UNKNOWN_DTYPE = raw_safetensors(tensor_header(w=("Q4", [2], [0, 8])), b"\0" * 8)
+# a dtype safetensors has and the engine cannot load: refused by the server too
+UNUSABLE_DTYPE = raw_safetensors(tensor_header(w=("F8_E4M3", [2], [0, 2])), b"\0" * 2)
 
 
 def zip_bomb() -> bytes:

@@ -57,8 +57,8 @@ CASES = [
             "Invalid value for 'FOLDER': Directory '{good}/nope' does not exist.", exit_code=2),
     # -- adapter_config.json -------------------------------------------------------------
     CliCase("config not json", ("push", "{config_not_json}", "alice/target", "--version", "2.0.0"),
-            "invalid adapter: cannot read {config_not_json}/adapter_config.json: Expecting property name enclosed "
-            "in double quotes: line 1 column 2 (char 1)"),
+            "invalid adapter: {config_not_json}/adapter_config.json is not valid JSON: Expecting property name "
+            "enclosed in double quotes: line 1 column 2 (char 1)"),
     CliCase("r = 0", ("push", "{r0}", "alice/target", "--version", "2.0.0"),
             "the registry refused: adapter_config.json: r must be a positive integer, got 0 [InvalidManifest]",
             orphans=True),

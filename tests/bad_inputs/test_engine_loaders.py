@@ -25,6 +25,7 @@ from adapterhub.errors import (
     IncompatibleAdapterError,
     InvalidAdapterError,
 )
+from adapterhub.format import DTYPE_BYTES
 from tests.bad_inputs.support import (
     HUGE_HEADER,
     NOT_JSON_HEADER,
@@ -32,10 +33,9 @@ from tests.bad_inputs.support import (
     PAST_THE_END,
     TRIPWIRE,
     UNKNOWN_DTYPE,
+    UNUSABLE_DTYPE,
     edit_config,
     pickle_only,
-    raw_safetensors,
-    tensor_header,
     write_file,
     zip_bomb,
 )
@@ -44,7 +44,6 @@ from tests.helpers.tiny import batch, build, llama_config
 
 WEIGHTS = "adapter_model.safetensors"
 ZIP_BOMB = zip_bomb()
-UNUSABLE_DTYPE = raw_safetensors(tensor_header(w=("F8_E4M3", [2], [0, 2])), b"\0" * 2)
 
 
 def _lora(model, name: str = "a", **kw) -> ah.AdapterModel:
@@ -119,6 +118,9 @@ def rows(names: list) -> Callable[[ah.AdapterModel, Path], object]:
     return lambda model, folder: model(input_ids=ids, attention_mask=mask, adapter_names=names)
 
 
+DTYPES = ", ".join(DTYPE_BYTES)
+
+
 def bad_weights(id: str, data: bytes, detail: str) -> EngineCase:
     return EngineCase(id, load, InvalidAdapterError, f"{{folder}}/{WEIGHTS}: {detail}", edit=write_file(WEIGHTS, data))
 
@@ -136,8 +138,8 @@ CASES = [
                "which LlamaForCausalLM does not have", edit=_rename_targets),
     # -- adapter_config.json -------------------------------------------------------------
     EngineCase("config not json", load, InvalidAdapterError,
-               "{folder}/adapter_config.json: not valid JSON (Expecting property name enclosed in double quotes: "
-               "line 1 column 2 (char 1))", edit=write_file("adapter_config.json", b"{not json")),
+               "{folder}/adapter_config.json is not valid JSON: Expecting property name enclosed in double quotes: "
+               "line 1 column 2 (char 1)", edit=write_file("adapter_config.json", b"{not json")),
     EngineCase("unknown peft_type", load, InvalidAdapterError,
                "unknown peft_type 'NOPE' in adapter_config.json; supported: BOTTLENECK, IA3, LORA, PREFIX_TUNING, "
                "PROMPT_TUNING", edit=edit_config(peft_type="NOPE")),
@@ -147,16 +149,17 @@ CASES = [
                "invalid LoRAConfig: LoRAConfig.r must be a positive integer, got -4", edit=edit_config(r=-4)),
     # -- weights files -------------------------------------------------------------------
     bad_weights("header length 2^62", HUGE_HEADER,
-                f"safetensors header length {2**62} is larger than the file ({len(HUGE_HEADER)} bytes)"),
-    bad_weights("header not json", NOT_JSON_HEADER, "safetensors header is not JSON (Expecting property name "
-                "enclosed in double quotes: line 1 column 2 (char 1))"),
-    bad_weights("offsets past the end", PAST_THE_END, "tensor 'w' offsets 0-8 run past the data (4 bytes)"),
+                f"header length {2**62} exceeds the limit or the file size ({len(HUGE_HEADER)} bytes)"),
+    bad_weights("header not json", NOT_JSON_HEADER, "header is not valid JSON: Expecting property name "
+                "enclosed in double quotes: line 1 column 2 (char 1)"),
+    bad_weights("offsets past the end", PAST_THE_END, "tensor 'w' offsets [0, 8] lie outside the data (4 bytes)"),
     bad_weights("overlapping tensors", OVERLAPPING, "tensors 'a' and 'b' overlap"),
-    bad_weights("dtype the engine cannot use", UNUSABLE_DTYPE, "tensor 'w' has dtype F8_E4M3, which adapterhub cannot use"),
-    bad_weights("unknown dtype", UNKNOWN_DTYPE, "tensor 'w' has dtype Q4, which adapterhub cannot use"),
-    bad_weights("0-byte weights", b"", "truncated safetensors file (0 bytes, no header)"),
-    bad_weights("zip bomb as weights", ZIP_BOMB, f"safetensors header length {int.from_bytes(ZIP_BOMB[:8], 'little')} "
-                f"is larger than the file ({len(ZIP_BOMB)} bytes)"),
+    bad_weights("dtype the engine cannot use", UNUSABLE_DTYPE, "tensor 'w' has dtype 'F8_E4M3', which adapterhub cannot load "
+                f"(one of {DTYPES})"),
+    bad_weights("unknown dtype", UNKNOWN_DTYPE, f"tensor 'w' has dtype 'Q4', which adapterhub cannot load (one of {DTYPES})"),
+    bad_weights("0-byte weights", b"", "0 bytes is too short for a safetensors file"),
+    bad_weights("zip bomb as weights", ZIP_BOMB, f"header length {int.from_bytes(ZIP_BOMB[:8], 'little')} "
+                f"exceeds the limit or the file size ({len(ZIP_BOMB)} bytes)"),
     *[EngineCase(f"pickle {s}", load, InvalidAdapterError,
                  f"{{folder}}: only pickle weights (adapter_model{s}); adapterhub never unpickles - convert to safetensors",
                  edit=pickle_only(s)) for s in (".bin", ".pt", ".pkl")],
@@ -193,5 +196,5 @@ def test_engine_refuses(model, sources, tmp_path, case):
         case.call(model, folder)
     assert str(info.value) == case.message.format(folder=folder)
     assert_model_unchanged(model, snap)
-    assert model._ah_state.row_plan is None  # a refused per-row call leaves no plan installed
+    assert model.ah.state.row_plan is None  # a refused per-row call leaves no plan installed
     assert not TRIPWIRE.exists(), "a pickle was unpickled"

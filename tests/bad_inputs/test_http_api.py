@@ -13,6 +13,7 @@ import re
 import httpx
 import pytest
 
+from adapterhub.format import DTYPE_BYTES
 from tests.bad_inputs.support import (
     ALIAS_RULE,
     AUTH_FAIL_LIMIT,
@@ -30,6 +31,7 @@ from tests.bad_inputs.support import (
     SEMVER_RULE,
     TRIPWIRE,
     UNKNOWN_DTYPE,
+    UNUSABLE_DTYPE,
     Refusal,
     World,
     check_refusal,
@@ -135,7 +137,11 @@ CASES = [
             "header is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
     weights("offsets past the end", PAST_THE_END, "tensor 'w' offsets [0, 8] lie outside the data (4 bytes)"),
     weights("overlapping tensors", OVERLAPPING, "tensors 'a' and 'b' overlap"),
-    weights("unknown dtype", UNKNOWN_DTYPE, "tensor 'w' has unknown dtype 'Q4'"),
+    # one dtype table for server and engine: what the server accepts, the engine loads
+    weights("unknown dtype", UNKNOWN_DTYPE, "tensor 'w' has dtype 'Q4', which adapterhub cannot load (one of "
+            + ", ".join(DTYPE_BYTES) + ")"),
+    weights("dtype the engine cannot load", UNUSABLE_DTYPE, "tensor 'w' has dtype 'F8_E4M3', which adapterhub "
+            "cannot load (one of " + ", ".join(DTYPE_BYTES) + ")"),
     weights("0-byte weights", b"", "0 bytes is too short for a safetensors file"),
     weights("zip bomb as weights", ZIP_BOMB,
             f"header length {int.from_bytes(ZIP_BOMB[:8], 'little')} exceeds the limit or the file size "

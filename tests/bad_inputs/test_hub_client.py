@@ -86,8 +86,8 @@ CASES = [
             "version 1.0.0 of 'target' exists; versions are immutable", orphans=True),
     # -- adapter_config.json -------------------------------------------------------------
     HubCase("config not json", push("config_not_json"), InvalidAdapterError,
-            "cannot read {config_not_json}/adapter_config.json: Expecting property name enclosed in double quotes: "
-            "line 1 column 2 (char 1)"),
+            "{config_not_json}/adapter_config.json is not valid JSON: Expecting property name enclosed in "
+            "double quotes: line 1 column 2 (char 1)"),
     HubCase("r = 0", push("r0"), RegistryError, "adapter_config.json: r must be a positive integer, got 0",
             orphans=True),
     # -- names and references ------------------------------------------------------------

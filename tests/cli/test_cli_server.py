@@ -9,8 +9,11 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from tests.helpers.live_server import free_port
+
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
 
 
 def _env(home, **extra) -> dict:

@@ -21,6 +21,8 @@ from tests.engine.test_serve import WORDS, _lora_folder, _prompt, parse_promethe
 from tests.helpers.live_server import free_port
 from tests.helpers.tiny import build, word_tokenizer
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 ADAPTERS = [f"acme/srv{i}:prod" for i in range(10)]
 
 

@@ -11,9 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from adapterhub.cli.main import cli
-from adapterhub.cli.train import METHOD_NAMES
 from tests.helpers import tiny
 from tests.helpers.tiny import build
+
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
 
 FILLER = ["the", "film", "was", "a", "movie", "plot", "actor", "story", "really", "quite", "very", "and", "it",
           "long", "short", "music"]
@@ -84,9 +85,12 @@ def test_usage_errors_exit_2(work):
 
 
 def test_cli_methods_match_the_engine():
-    from adapterhub.compose.training import METHODS
+    from adapterhub.compose.workflows.training import PRESETS
+    from adapterhub.vocab import METHODS, TRAINING_PRESETS
 
-    assert METHOD_NAMES == tuple(METHODS)
+    assert tuple(PRESETS) == tuple(TRAINING_PRESETS)
+    assert all(PRESETS[p].config_cls.method == TRAINING_PRESETS[p] for p in PRESETS)
+    assert set(TRAINING_PRESETS.values()) == set(METHODS)
 
 
 def test_train_writes_a_folder_whose_card_records_data_recipe_and_metrics(work, trained):

@@ -17,9 +17,10 @@ from adapterhub.errors import (
     OfflineError,
     RegistryError,
 )
+from adapterhub.format import scan_folder
 from adapterhub.registry import config
 from adapterhub.registry.client import Hub
-from adapterhub.registry.folder import folder_metadata, scan_folder
+from adapterhub.registry.folder import folder_metadata
 from tests.client.support import make_adapter
 
 
@@ -44,7 +45,7 @@ def test_folder_without_config_or_card_is_refused(tmp_path):
 
 def test_malformed_adapter_config_names_the_file(tmp_path):
     (tmp_path / "adapter_config.json").write_text("{not json")
-    with pytest.raises(InvalidAdapterError, match="cannot read .*adapter_config.json"):
+    with pytest.raises(InvalidAdapterError, match="adapter_config.json is not valid JSON"):
         folder_metadata(tmp_path)
 
 

@@ -12,8 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from adapterhub.registry.client import Hub
 from tests.client.support import folder_bytes, make_adapter, proxy
+
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
 
 MiB = 1024 * 1024
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 import torch
 
 import adapterhub as ah
 from adapterhub.registry.client import Hub
 from tests.helpers.tiny import batch, build
+
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
 
 
 def _logits(model):

@@ -15,6 +15,8 @@ from adapterhub.registry.client import Hub
 from tests.client.support import folder_bytes, make_adapter
 from tests.registry.factory import client, make_user
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 PINNED = "alice-private/secret@1.0.0"
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from adapterhub.cli.main import cli
 from adapterhub.registry.client import Hub
 from tests.client.support import make_adapter
+
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
 
 
 def _seed_root(tmp_path):

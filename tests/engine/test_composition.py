@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import adapterhub as ah
-from adapterhub.compose import execute
-from adapterhub.compose.composition import ALLOWED_NESTINGS, Block, block_from_dict
+from adapterhub.compose.composition import execute
+from adapterhub.compose.composition.blocks import ALLOWED_NESTINGS, Block, block_from_dict
 from tests.helpers.tiny import batch, build
 
 
@@ -309,7 +309,7 @@ def test_merge_refuses_an_active_fusion_or_average():
 def test_fusion_layer_matches_the_adapterfusion_formula_with_trained_weights(grad):
     """The layer projects each adapter output by key and value, as written in the paper; ours folds
     them (see FusionLayer.forward). Checked with random weights and biases, with and without autograd."""
-    from adapterhub.compose.fusion import FusionLayer
+    from adapterhub.compose.composition.fusion import FusionLayer
 
     torch.manual_seed(0)
     layer = FusionLayer(12, 8, 3)

@@ -1,4 +1,4 @@
-from adapterhub.compose.demo import run_demo
+from adapterhub.compose.workflows.demo import run_demo
 
 
 def test_demo_trains_round_trips_and_merges():

@@ -1,4 +1,4 @@
-"""The evaluation harness, the data loader and the training loop (compose/evaluate.py, data.py, training.py)."""
+"""The evaluation harness, the data loader and the training loop (compose/workflows/evaluate.py, data.py, training.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,14 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from adapterhub.compose.data import DatasetError, load_dataset, load_examples
-from adapterhub.compose.evaluate import classification_metrics, evaluate, evaluate_adapter, perplexity
-from adapterhub.compose.training import METHODS, split_hyper, train
+from adapterhub.compose.workflows.data import DatasetError, load_dataset, load_examples
+from adapterhub.compose.workflows.evaluate import (
+    classification_metrics,
+    evaluate,
+    evaluate_adapter,
+    perplexity,
+)
+from adapterhub.compose.workflows.training import PRESETS, split_hyper, train
 from adapterhub.errors import IncompatibleAdapterError, InvalidAdapterError
 from tests.helpers.tiny import build
 
@@ -114,7 +119,7 @@ def test_missing_file_and_unknown_task_are_refused(tmp_path):
 # ---------------------------------------------------------------------- training
 def test_training_options_are_sorted_into_settings_and_config_and_unknown_ones_refused():
     settings, config = split_hyper("houlsby", {"steps": 5, "reduction_factor": 4, "lr": None})
-    assert settings["steps"] == 5 and settings["lr"] == METHODS["houlsby"].lr
+    assert settings["steps"] == 5 and settings["lr"] == PRESETS["houlsby"].lr
     assert config == {"reduction_factor": 4, "placement": "houlsby"}
     with pytest.raises(InvalidAdapterError, match="unknown option 'r' for method ia3"):
         split_hyper("ia3", {"r": 4})
@@ -137,7 +142,8 @@ def bases(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", list(PRESETS))
+@pytest.mark.slow
 def test_every_method_trains_a_classifier_whose_folder_reproduces_its_card(bases, tmp_path, method):
     data = bases / "cls.jsonl"
     result = train(bases / "bert-seqcls", data, method, tmp_path / method, eval_data=data, steps=3, batch_size=4,
@@ -174,7 +180,7 @@ def test_training_is_deterministic_and_never_replaces_a_folder_that_is_not_an_ad
 def test_a_composition_recipe_is_evaluated_like_an_adapter(bases, tmp_path):
     """``adapterhub eval`` takes a recipe folder: its adapters and block, the head its adapters name."""
     import adapterhub as ah
-    from adapterhub.compose.evaluate import load_base, load_tokenizer
+    from adapterhub.compose.workflows.base import load_base, load_tokenizer
 
     data = bases / "cls.jsonl"
     kwargs = dict(steps=2, batch_size=4, progress=False, device="cpu")

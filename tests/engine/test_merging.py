@@ -97,6 +97,7 @@ def _peft_pair(monkeypatch):
 
 
 @pytest.mark.parametrize("method", METHODS)
+@pytest.mark.slow
 def test_merge_matches_peft_add_weighted_adapter(method, tmp_path, monkeypatch):
     theirs = _peft_pair(monkeypatch)
     theirs.save_pretrained(tmp_path / "p")

@@ -25,6 +25,7 @@ def _logits(model, ids, mask):
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("case", METHOD_CASES)
+@pytest.mark.slow
 def test_method_trains_only_itself_and_round_trips(arch, case, tmp_path):
     model = ah.AdapterModel(build(arch))
     base_before = {k: v.clone() for k, v in model.base_state_dict().items()}

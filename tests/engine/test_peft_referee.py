@@ -47,6 +47,7 @@ def _peft_logits(model, ids, mask, case, arch):
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("case", CASES)
+@pytest.mark.slow
 def test_our_peft_folder_loads_in_peft(case, arch, tmp_path):
     ours = ah.AdapterModel(build(arch))
     ours.add_adapter("a", method_config(case, arch), set_active=True)
@@ -76,6 +77,7 @@ def test_peft_folder_loads_in_ours(case, arch, tmp_path):
 
 @pytest.mark.parametrize("arch", ["llama-causal", "gpt2"])
 @pytest.mark.parametrize("case", CASES)
+@pytest.mark.slow
 def test_generate_matches_peft(case, arch, tmp_path):
     theirs = peft.get_peft_model(build(arch), peft_config(case, arch))
     _perturb([p for p in theirs.parameters() if p.requires_grad])

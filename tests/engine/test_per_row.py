@@ -49,7 +49,7 @@ def test_per_row_forward_equals_each_row_alone(arch):
     for i, name in enumerate(ROWS):
         expected = _alone(model, name, ids[i : i + 1], mask[i : i + 1])
         torch.testing.assert_close(got[i : i + 1], expected, atol=1e-5, rtol=0, msg=f"row {i} ({name})")
-    assert model._ah_state.row_plan is None
+    assert model.ah.state.row_plan is None
 
 
 def test_per_row_rows_differ_from_each_other():
@@ -73,7 +73,7 @@ def test_per_row_generate_equals_each_row_alone(arch):
             alone = model.generate(input_ids=ids[i : i + 1], attention_mask=mask[i : i + 1], max_new_tokens=5,
                                    do_sample=False)
             assert torch.equal(got[i : i + 1], alone), f"row {i} ({name})"
-    assert model._ah_state.row_plan is None
+    assert model.ah.state.row_plan is None
 
 
 def test_per_row_generate_with_beams_repeats_each_rows_adapter():
@@ -137,7 +137,7 @@ def test_adapter_names_of_wrong_length_names_both_lengths():
         model(input_ids=ids, attention_mask=mask, adapter_names=["l4", None])
     with pytest.raises(ah.CompositionError, match="^adapter_names has 4 entries but the batch has 3 rows$"):
         model.generate(input_ids=ids, attention_mask=mask, adapter_names=["l4"] * 4, max_new_tokens=2)
-    assert model._ah_state.row_plan is None
+    assert model.ah.state.row_plan is None
 
 
 def test_adapter_names_with_unknown_name_is_not_found():
@@ -164,7 +164,7 @@ def test_row_plan_is_reset_when_the_forward_fails():
     bad = torch.full((2, 4), 10_000)  # token ids past the vocabulary: the embedding raises
     with pytest.raises(IndexError):
         model(input_ids=bad, adapter_names=["l4", None])
-    assert model._ah_state.row_plan is None
+    assert model.ah.state.row_plan is None
     ids, mask = batch(rows=1)
     model.set_active("l4")
     with torch.no_grad():
@@ -216,10 +216,11 @@ def test_per_row_forward_with_prompt_and_prefix_rows_equals_each_row_alone(arch)
     for i, name in enumerate(VIRTUAL_ROWS):
         expected = _alone(model, name, ids[i : i + 1], mask[i : i + 1])
         torch.testing.assert_close(got.logits[i : i + 1], expected, atol=1e-5, rtol=0, msg=f"row {i} ({name})")
-    assert model._ah_state.row_plan is None
+    assert model.ah.state.row_plan is None
 
 
 @pytest.mark.parametrize("arch", ["llama-causal", "gpt2"])
+@pytest.mark.slow
 def test_per_row_generate_with_prompt_and_prefix_rows_equals_each_row_alone(arch):
     model = _with_virtual_tokens(arch)
     ids, mask = batch(rows=len(VIRTUAL_ROWS), length=6)
@@ -256,4 +257,4 @@ def test_per_row_prompt_groups_refuse_what_cannot_be_merged():
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, adapter_names=["p", "pre"], use_cache=True)
     assert out.past_key_values is None  # the groups' caches have different lengths: not stacked
-    assert model._ah_state.row_plan is None
+    assert model.ah.state.row_plan is None

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import adapterhub as ah
-from adapterhub.compose import execute, routing
-from adapterhub.compose.composition import block_from_dict
+from adapterhub.compose.composition import execute, routing
+from adapterhub.compose.composition.blocks import block_from_dict
 from tests.helpers.tiny import batch, build
 
 
@@ -60,7 +60,7 @@ def test_route_adds_load_balancing_loss_to_the_model_loss():
     model.set_active(ah.Route("x", "y", top_k=1, aux_loss_coef=0.0))
     plain = model(input_ids=ids, attention_mask=mask, labels=ids)
     torch.testing.assert_close(out.loss, plain.loss + out.aux_loss)
-    assert model._ah_state.aux_losses is None
+    assert model.ah.state.aux_losses is None
 
 
 def test_train_router_trains_only_routers_and_round_trips(tmp_path):
@@ -121,6 +121,7 @@ def one_thread():
 
 
 @pytest.mark.parametrize("scope", ["site", "layer", "shared"])
+@pytest.mark.slow
 def test_router_sends_each_tasks_tokens_to_its_expert(one_thread, scope):
     g = torch.Generator().manual_seed(1)
     model = ah.AdapterModel(build("llama-causal", seed=1, initializer_range=0.1))

@@ -12,11 +12,14 @@ import pytest
 import torch
 
 import adapterhub as ah
-from adapterhub.compose.serve import AdapterServer, PromptTooLongError
+from adapterhub.compose.serving.requests import PromptTooLongError
+from adapterhub.compose.serving.server import AdapterServer
 from adapterhub.errors import AdapterNotFoundError, IncompatibleAdapterError, RegistryError
 from adapterhub.registry.client import Resolution
 from adapterhub.registry.reference import parse_reference
 from tests.helpers.tiny import build, word_tokenizer
+
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
 
 WORDS = [f"w{i}" for i in range(80)]
 
@@ -294,7 +297,7 @@ def test_classify_per_row_with_card_labels_over_http(tmp_path):
     """A classifier base: /v1/classify gives the card's labels and each adapter's own probabilities."""
     from fastapi.testclient import TestClient
 
-    from adapterhub.compose.serve_http import create_app
+    from adapterhub.compose.serving.http import create_app
 
     build("llama-seqcls").save_pretrained(tmp_path / "base")
     word_tokenizer(WORDS).save_pretrained(tmp_path / "base")
@@ -332,4 +335,4 @@ def test_cancelled_request_does_not_stop_the_worker(base, hub):
         gone = srv.submit("acme/a1:prod", "w1 w2", max_tokens=2)
         assert gone.cancel()  # e.g. an HTTP client that disconnected
         assert srv.complete("acme/a1:prod", "w1 w2", max_tokens=2, timeout=30).token_ids is not None
-        assert srv._lru["acme/a1@1.0.0"].in_use == 0
+        assert srv.adapters.get("acme/a1@1.0.0").in_use == 0

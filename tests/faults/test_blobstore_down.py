@@ -26,6 +26,8 @@ from tests.helpers.consistency import check_consistent
 from tests.helpers.live_server import free_port, run_server, start_server, stop_server
 from tests.registry.factory import adapter_files, manifest, push, sha, upload
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 

@@ -18,6 +18,8 @@ from tests.helpers.consistency import check_consistent
 from tests.helpers.live_server import run_server, start_server, stop_server
 from tests.registry.factory import adapter_files, manifest, push, sha
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 LIMIT = "2m"
 
 

@@ -25,6 +25,8 @@ from tests.helpers.consistency import check_consistent
 from tests.helpers.live_server import drop_postgres, free_port, postgres_url, start_server, stop_server
 from tests.registry.factory import adapter_files, client, push
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
 
 

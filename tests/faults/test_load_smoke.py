@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.load import MIX, run_load
+
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
 
 
 def test_load_smoke_loses_nothing(tmp_path: Path):

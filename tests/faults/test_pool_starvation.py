@@ -25,6 +25,8 @@ from tests.faults.support import writer
 from tests.helpers.live_server import ServerHandle, run_server
 from tests.registry.factory import adapter_files, push
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 STALLED = 60  # more than either pool
 SIZE = 12 * 1024 * 1024  # far more than the socket buffers take, so every stream stays open
 

@@ -28,6 +28,8 @@ from tests.helpers.consistency import check_consistent
 from tests.helpers.live_server import free_port, start_server, stop_server
 from tests.registry.factory import adapter_files, client, manifest, push, sha
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
 
 

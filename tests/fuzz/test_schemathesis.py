@@ -43,6 +43,8 @@ from adapterhub.registry.server.settings import Settings
 from tests.helpers.live_server import ServerHandle, drop_postgres, postgres_url, run_server
 from tests.registry.factory import adapter_files, client, make_user, push, sha
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 EXAMPLES = int(os.environ.get("ADAPTERHUB_FUZZ_EXAMPLES", "5"))
 BACKENDS = os.environ.get("ADAPTERHUB_FUZZ_BACKENDS", "sqlite").split(",")
 COVERAGE = os.environ.get("ADAPTERHUB_FUZZ_COVERAGE", "0") == "1"

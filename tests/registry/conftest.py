@@ -12,7 +12,7 @@ from tests.registry.factory import client
 MAX_UPLOAD = 1024 * 1024
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])  # fast lane: SQLite
 def server(request, tmp_path_factory):
     db_url = postgres_url() if request.param == "postgres" else None
     home = tmp_path_factory.mktemp(f"home-{request.param}")

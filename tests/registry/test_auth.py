@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.helpers.live_server import run_server
 from tests.registry.factory import client
 
 TOKEN_LINE = re.compile(r"adapterhub admin token \(shown once, store it\): (ah_\S+)")
 
 
+@pytest.mark.slow
 def test_generated_admin_token_is_printed_once_and_persists(tmp_path):
     with run_server(tmp_path, admin_token="") as srv:
         found = TOKEN_LINE.findall(srv.log())
@@ -22,6 +25,7 @@ def test_generated_admin_token_is_printed_once_and_persists(tmp_path):
         assert client(srv.url, token).post("/api/v1/users", json={"name": "bob"}).status_code == 201
 
 
+@pytest.mark.slow
 def test_failed_auth_is_rate_limited_per_client(tmp_path):
     env = {"ADAPTERHUB_AUTH_FAIL_LIMIT": "3", "ADAPTERHUB_AUTH_FAIL_WINDOW": "60"}
     with run_server(tmp_path, env=env) as srv:

@@ -23,6 +23,8 @@ from adapterhub.registry.server.settings import Settings
 from tests.helpers.live_server import fresh_postgres, run_server, start_server, stop_server
 from tests.registry.factory import adapter_files, client, make_user, push
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 ADMIN = "admin-secret"
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
 

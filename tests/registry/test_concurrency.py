@@ -8,9 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.helpers.live_server import fresh_postgres, run_server
 from tests.registry.factory import adapter_files, client, make_user, manifest, push, sha, upload
+
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
 
 THREADS = 20
 

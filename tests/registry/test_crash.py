@@ -8,9 +8,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+import pytest
 
 from tests.helpers.live_server import start_server, stop_server
 from tests.registry.factory import adapter_files, client, make_user, manifest, push, sha, upload
+
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
 
 
 def test_kill_during_upload_leaves_no_trace(tmp_path: Path):

@@ -13,6 +13,8 @@ import pytest
 
 from tests.registry.factory import adapter_files, client, push
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 JSON = {"Content-Type": "application/json"}
 
 

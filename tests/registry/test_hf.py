@@ -19,6 +19,8 @@ import pytest
 from tests.helpers.live_server import run_server
 from tests.registry.factory import adapter_files, client, make_user, push, sha
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

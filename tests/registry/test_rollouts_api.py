@@ -167,6 +167,7 @@ def test_healthy_canary_steps_up_through_the_schedule_and_is_promoted(prod):
         "namespace": ns, "name": "svc", "version": "1.1.0", "commit": None, "arm": "stable", "rollout_id": None}
 
 
+@pytest.mark.slow
 def test_step_waits_for_its_minimum_duration_and_reading_applies_the_rules(prod):
     _ns, c, base = prod
     start(c, base, weight=5, schedule={**FAST_SCHEDULE, "min_duration_s": 1.5})

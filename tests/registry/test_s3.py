@@ -11,6 +11,8 @@ from tests.helpers.live_server import run_server
 from tests.registry.factory import adapter_files, client, make_user, push, sha
 from tests.registry.test_hf import HF_SCRIPT, run_py
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 

@@ -14,6 +14,8 @@ from sqlalchemy import create_engine, text
 from tests.helpers.live_server import run_server
 from tests.registry.factory import adapter_files, client, make_user, push
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 ADMIN = "admin-secret"
 ODD_NAMES = {"card.html": b"<script>alert(1)</script>", 'notes "v1".md': b"quoted\n",
              "docs/\u00fcber.md": b"umlaut\n"}

@@ -9,6 +9,8 @@ import pytest
 from tests.helpers.snapshots import assert_still, database_state
 from tests.registry.factory import adapter_files, client, make_user, manifest, push, sha
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 SECRET = {**adapter_files(11), "adapterhub.json": b'{"method": "lora", "task": "secret"}'}  # nothing public shares a byte
 SECRET_WEIGHTS = SECRET["adapter_model.safetensors"]
 

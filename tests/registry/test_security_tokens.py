@@ -16,6 +16,8 @@ import pytest
 from tests.helpers.snapshots import assert_still, database_state
 from tests.registry.factory import adapter_files, client, push
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 
 def _mint(c: httpx.Client, **body) -> httpx.Response:
     return c.post("/api/v1/tokens", json=body)

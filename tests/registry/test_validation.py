@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from adapterhub.registry.server import validation
+from adapterhub import format as folder_format
 from adapterhub.registry.server.validation import (
     ValidationError,
     check_file_set,
     check_not_pickle,
     check_path,
     check_safetensors_header,
-    json_depth,
     parse_json_object,
     safetensors_header_length,
 )
@@ -117,7 +116,7 @@ def test_file_sets_with_like_prefixes_pass():
     (b"[" * 100_000, 100_000), (b"", 0),
 ])
 def test_json_depth_skips_brackets_inside_strings(data, depth):
-    assert json_depth(data) == depth
+    assert folder_format.json_depth(data) == depth
 
 
 @pytest.mark.parametrize("data,message", [
@@ -140,7 +139,7 @@ def test_a_recursion_error_from_the_parser_is_still_a_validation_error(monkeypat
     def deep(_text):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(validation.json, "loads", deep)
+    monkeypatch.setattr(folder_format.json, "loads", deep)
     with pytest.raises(ValidationError, match="^c.json nests too deeply to read$"):
         parse_json_object("c.json", b"{}")
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from adapterhub.compose import io
-from adapterhub.compose.catalog import CATALOGUE
+from adapterhub import format as fmt
+from adapterhub.compose.folder import keys
+from adapterhub.compose.workflows.catalog import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[2] / "seed_adapters"
-FOLDERS = sorted(p for p in ROOT.iterdir() if (p / io.CONFIG_FILE).is_file())
+FOLDERS = sorted(p for p in ROOT.iterdir() if (p / fmt.CONFIG_FILE).is_file())
 RECIPES = sorted(p for p in ROOT.iterdir() if (p / "composition.json").is_file())
 REQUIRED = ("name", "method", "base_model", "task", "data", "recipe", "seed", "metrics", "training")
 
@@ -26,7 +27,7 @@ def test_there_are_seeds_and_they_stay_small():
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
 def test_card_matches_files(folder):
-    card = json.loads((folder / io.CARD_FILE).read_text())
+    card = json.loads((folder / fmt.CARD_FILE).read_text())
     missing = [k for k in REQUIRED if k not in card]
     assert not missing, f"{folder.name}: card lacks {missing}"
     assert card["name"] == folder.name
@@ -35,13 +36,13 @@ def test_card_matches_files(folder):
         assert len(card["data"][split]["sha256"]) == 64 and card["data"][split]["examples"] > 0
     assert card["data"]["train"]["sha256"] != card["data"]["test"]["sha256"]
     assert (folder / "README.md").read_text().startswith(f"# {folder.name}")
-    header = io.check_safetensors(folder / io.WEIGHTS_FILE)
+    header = fmt.check_safetensors_file(folder / fmt.WEIGHTS_FILE)
     n_params = sum(_numel(v["shape"]) for k, v in header.items() if k != "__metadata__")
     assert n_params == card["trainable_parameters"]
     shapes = card["base_model"]["fingerprint"]["shapes"]
-    with safe_open(str(folder / io.WEIGHTS_FILE), "pt") as f:
+    with safe_open(str(folder / fmt.WEIGHTS_FILE), "pt") as f:
         for key in f.keys():
-            site = key.removeprefix(io.PREFIX).rsplit(".", 2)[0]
+            site = key.removeprefix(keys.PREFIX).rsplit(".", 2)[0]
             if key.endswith("lora_A.weight"):
                 assert f.get_slice(key).get_shape()[1] == shapes[site][1], key  # A: (r, in)
             if key.endswith("lora_B.weight"):
@@ -53,14 +54,14 @@ def test_recipe_names_the_committed_seeds_it_composes(recipe):
     """A recipe's copies of its adapters are the seeds themselves (same bytes), each with the
     reference it is published under, and its trained layers sit beside them."""
     spec = json.loads((recipe / "composition.json").read_text())
-    card = json.loads((recipe / io.CARD_FILE).read_text())
+    card = json.loads((recipe / fmt.CARD_FILE).read_text())
     assert spec["name"] == card["name"] == recipe.name and card["composition"] == spec["composition"]
     for name, entry in spec["adapters"].items():
         assert entry["reference"] == f"adapterhub/{name}@1.0.0"
-        for f in (io.CONFIG_FILE, io.WEIGHTS_FILE):
+        for f in (fmt.CONFIG_FILE, fmt.WEIGHTS_FILE):
             assert (recipe / entry["folder"] / f).read_bytes() == (ROOT / name / f).read_bytes(), (name, f)
     layers = [e["folder"] for e in spec.get("fusions", []) + spec.get("routers", [])]
-    assert layers and all((recipe / f / io.WEIGHTS_FILE).is_file() for f in layers)
+    assert layers and all((recipe / f / fmt.WEIGHTS_FILE).is_file() for f in layers)
     for extra in card["evaluations"]:
         assert len(extra["sha256"]) == 64 and extra["metrics"]
     assert card["data"]["train"]["sha256"] != card["data"]["test"]["sha256"]
@@ -68,11 +69,11 @@ def test_recipe_names_the_committed_seeds_it_composes(recipe):
 
 @pytest.mark.slow
 def test_route_recipe_reproduces_its_recorded_perplexity():
-    from adapterhub.compose.data import load_dataset, seeded_sample
-    from adapterhub.compose.evaluate import evaluate_adapter
+    from adapterhub.compose.workflows.data import load_dataset, seeded_sample
+    from adapterhub.compose.workflows.evaluate import evaluate_adapter
 
     folder = ROOT / "smollm2-friends-news-route"
-    card = json.loads((folder / io.CARD_FILE).read_text())
+    card = json.loads((folder / fmt.CARD_FILE).read_text())
     data = seeded_sample(load_dataset("friends:test"), card["data"]["test"]["examples"])
     assert data.sha256 == card["data"]["test"]["sha256"], "the fixed test sample changed"
     result = evaluate_adapter(folder, "smollm2-135m", data, batch_size=8, max_length=64, progress=False)
@@ -88,12 +89,12 @@ def _numel(shape):
 
 @pytest.mark.slow
 def test_bbc_news_seed_reproduces_its_recorded_accuracy():
-    from adapterhub.compose.builtin_data import BUILTIN
-    from adapterhub.compose.data import load_examples
-    from adapterhub.compose.evaluate import evaluate_adapter
+    from adapterhub.compose.workflows.builtin_data import BUILTIN
+    from adapterhub.compose.workflows.data import load_examples
+    from adapterhub.compose.workflows.evaluate import evaluate_adapter
 
     folder = ROOT / "minilm-bbc-news-lora"
-    card = json.loads((folder / io.CARD_FILE).read_text())
+    card = json.loads((folder / fmt.CARD_FILE).read_text())
     rows, task = BUILTIN["bbc-news:test"]()
     data = load_examples(rows, task, name="bbc-news:test")
     assert data.sha256 == card["data"]["test"]["sha256"], "the fixed test split changed"

@@ -55,7 +55,7 @@ def reviews(n: int, seed: int) -> list[dict]:
 
 def _tiny_classifier(root: Path) -> tuple[Path, Path, Path]:
     """A tiny random BERT saved with a word tokenizer, and a LoRA trained on it for a few steps."""
-    from adapterhub.compose.training import train
+    from adapterhub.compose.workflows.training import train
 
     base = root / "tiny-bert"
     build("bert-seqcls").save_pretrained(base)
@@ -69,7 +69,7 @@ def _tiny_classifier(root: Path) -> tuple[Path, Path, Path]:
 
 def _tiny_lm(root: Path) -> tuple[Path, Path]:
     """A tiny random LLaMA over the word vocabulary, and a LoRA trained on it for a few steps."""
-    from adapterhub.compose.training import train
+    from adapterhub.compose.workflows.training import train
 
     base = root / "tiny-llama"
     tokenizer = word_tokenizer()

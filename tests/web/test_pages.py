@@ -9,6 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.web.conftest import APP, app, texts
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 
 @pytest.fixture(autouse=True)
 def isolated(hubdata, ui_env):

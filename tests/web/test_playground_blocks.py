@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapterhub.compose.composition import Fuse, Route
+from adapterhub.compose.composition.blocks import Fuse, Route
 from adapterhub.registry.client import Hub
 from adapterhub.web import engine, views
 from tests.client.support import live_registry
 from tests.web.conftest import app, reviews
+
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
 
 TEXT = "the film was really good"
 
@@ -37,7 +39,7 @@ class Blocks:
 
 def _second_classifier(hubdata, root: Path) -> Path:
     """Another LoRA on the tiny BERT, from other data and another seed, so that it differs from tiny-sent."""
-    from adapterhub.compose.training import train
+    from adapterhub.compose.workflows.training import train
 
     data = root / "reviews-b.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in reviews(32, seed=7)))
@@ -56,8 +58,8 @@ def _moved_layers(model, attr: str) -> None:
 
 
 def _fusion_folder(hubdata, sent_b: Path, out: Path) -> Path:
-    from adapterhub.compose.evaluate import load_base, load_tokenizer
-    from adapterhub.compose.model import AdapterModel
+    from adapterhub.compose.core.model import AdapterModel
+    from adapterhub.compose.workflows.base import load_base, load_tokenizer
 
     model = AdapterModel(load_base(hubdata.base, "classification", ["neg", "pos"],
                                    tokenizer=load_tokenizer(hubdata.base)))
@@ -69,8 +71,8 @@ def _fusion_folder(hubdata, sent_b: Path, out: Path) -> Path:
 
 
 def _route_recipe(hubdata, out: Path) -> Path:
-    from adapterhub.compose.evaluate import load_base, load_tokenizer
-    from adapterhub.compose.model import AdapterModel
+    from adapterhub.compose.core.model import AdapterModel
+    from adapterhub.compose.workflows.base import load_base, load_tokenizer
 
     model = AdapterModel(load_base(hubdata.lm_base, "lm", tokenizer=load_tokenizer(hubdata.lm_base)))
     model.load_adapter(hubdata.home / "tiny-lm", name="x")

@@ -15,6 +15,8 @@ from adapterhub.registry.client import Hub
 from tests.client.support import live_registry, make_adapter
 from tests.web.conftest import app
 
+pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
+
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from adapterhub.format import CARD_FILE, CONFIG_FILE
 from adapterhub.web import state, views
 
 st.title("Compare versions")
@@ -30,7 +31,7 @@ with state.errors_shown():
         st.caption("Neither version has metrics yet.")
     else:
         st.dataframe(metrics, hide_index=True, width="stretch")
-    st.subheader("adapter_config.json")
+    st.subheader(CONFIG_FILE)
     show_all = st.toggle("show unchanged keys", key="cmp_all")
     diff = views.config_diff(a.get("config") or {}, b.get("config") or {}, only_changed=not show_all)
     columns = {"a": f"A ({a['version']})", "b": f"B ({b['version']})"}
@@ -38,7 +39,7 @@ with state.errors_shown():
         st.success("The two configs are identical.")
     else:
         st.dataframe(diff.rename(columns=columns), hide_index=True, width="stretch")
-    st.subheader("adapterhub.json")
+    st.subheader(CARD_FILE)
     card_diff = views.config_diff(a.get("card") or {}, b.get("card") or {}, only_changed=not show_all)
     if card_diff.empty:
         st.success("The two cards are identical.")

@@ -12,7 +12,7 @@ UPLOAD = "upload a file ..."
 
 
 def base_choice(base_model: str | None) -> str:
-    from adapterhub.compose.catalog import CATALOGUE
+    from adapterhub.compose.workflows.catalog import CATALOGUE
 
     options, index = views.base_choices(base_model, list(CATALOGUE), LOCAL)
     picked = st.selectbox("Base model", options, index=index, key="ev_base",
@@ -22,7 +22,7 @@ def base_choice(base_model: str | None) -> str:
 
 def data_choice(card: dict) -> tuple[str | None, str | None]:
     """(what to load, the dataset name to record), or (None, None) until chosen."""
-    from adapterhub.compose.data import BUILTIN
+    from adapterhub.compose.workflows.data import BUILTIN
 
     options = [*sorted(n for n in BUILTIN if n.endswith(":test")), UPLOAD]
     picked = st.selectbox("Evaluation data", options, index=views.card_dataset_index(card, options), key="ev_data",

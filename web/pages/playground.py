@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from adapterhub.vocab import CLASSIFICATION
 from adapterhub.web import engine, state, views
 
 LOCAL = "local folder ..."
@@ -32,7 +33,7 @@ def show(out: dict) -> None:
     left, right = st.columns(2)
     left.markdown("**Base model**")
     right.markdown("**With adapters**")
-    if out["task"] == "classification":
+    if out["task"] == CLASSIFICATION.name:
         frame = views.probabilities_frame(out["base"], out["adapted"])
         for col, side in ((left, "base"), (right, "adapted")):
             top = frame[side].idxmax()
@@ -58,7 +59,7 @@ def show_block(entry: dict) -> None:
 
 st.title("Compose playground")
 with state.errors_shown():
-    from adapterhub.compose.catalog import CATALOGUE
+    from adapterhub.compose.workflows.catalog import CATALOGUE
 
     cols = st.columns([1, 2])
     typed = cols[1].text_input("Adapters (references, comma separated)", key="pg_refs",

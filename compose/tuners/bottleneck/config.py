@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from adapterhub.compose.tuners.config_base import AdapterConfig
 from adapterhub.errors import InvalidAdapterError
+from adapterhub.vocab import METHODS
 
 PLACEMENTS = ("houlsby", "pfeiffer")
 NON_LINEARITIES = ("relu", "gelu", "swish", "tanh")
@@ -30,7 +31,7 @@ class BottleneckConfig(AdapterConfig):
     init_weights: bool = field(default=True, metadata={"help": "Zero-init the up projection (identity at start)."})
 
     method: ClassVar[str] = "bottleneck"
-    peft_type: ClassVar[str | None] = None
+    peft_type: ClassVar[str | None] = METHODS[method].peft_type
 
     def __post_init__(self) -> None:
         self._require_positive(reduction_factor=self.reduction_factor)

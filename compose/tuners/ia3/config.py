@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from adapterhub.compose.tuners.config_base import AdapterConfig
+from adapterhub.vocab import METHODS
 
 
 @dataclass
@@ -23,4 +24,4 @@ class IA3Config(AdapterConfig):
     fan_in_fan_out: bool = field(default=False, metadata={"help": "Set automatically for GPT-2's Conv1D."})
 
     method: ClassVar[str] = "ia3"
-    peft_type: ClassVar[str] = "IA3"
+    peft_type: ClassVar[str | None] = METHODS[method].peft_type

@@ -9,7 +9,6 @@ from adapterhub.compose.tuners.site import SiteAdapter
 
 
 class IA3Layer(SiteAdapter):
-    mergeable = True
 
     def __init__(self, in_features: int, out_features: int, feedforward: bool, init_ones: bool, fan_in_fan_out: bool):
         super().__init__()

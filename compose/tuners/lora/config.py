@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from adapterhub.compose.tuners.config_base import AdapterConfig
 from adapterhub.errors import InvalidAdapterError
+from adapterhub.vocab import METHODS
 
 
 @dataclass
@@ -33,7 +34,7 @@ class LoRAConfig(AdapterConfig):
     )
 
     method: ClassVar[str] = "lora"
-    peft_type: ClassVar[str] = "LORA"
+    peft_type: ClassVar[str | None] = METHODS[method].peft_type
     PEFT_RENAMES: ClassVar[dict[str, str]] = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
     LOCAL_FIELDS: ClassVar[tuple[str, ...]] = ("lora_fa",)
 

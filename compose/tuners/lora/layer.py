@@ -12,7 +12,6 @@ from adapterhub.compose.tuners.site import SiteAdapter, initialising, linear
 
 
 class LoRALayer(SiteAdapter):
-    mergeable = True
 
     def __init__(self, in_features: int, out_features: int, config: LoRAConfig, fan_in_fan_out: bool):
         super().__init__()

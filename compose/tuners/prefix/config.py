@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from adapterhub.compose.tuners.config_base import AdapterConfig
+from adapterhub.vocab import METHODS
 
 
 @dataclass
@@ -25,7 +26,7 @@ class PrefixTuningConfig(AdapterConfig):
     num_layers: int | None = field(default=None, metadata={"help": "Filled from the model."})
 
     method: ClassVar[str] = "prefix_tuning"
-    peft_type: ClassVar[str] = "PREFIX_TUNING"
+    peft_type: ClassVar[str | None] = METHODS[method].peft_type
 
     def __post_init__(self) -> None:
         self._require_positive(num_virtual_tokens=self.num_virtual_tokens)

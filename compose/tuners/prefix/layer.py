@@ -10,7 +10,6 @@ from adapterhub.compose.tuners.prefix.config import PrefixTuningConfig
 
 
 class PrefixEncoder(nn.Module):
-    kind = "prefix"
 
     def __init__(self, config: PrefixTuningConfig):
         super().__init__()

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from adapterhub.compose.tuners.config_base import AdapterConfig
 from adapterhub.errors import InvalidAdapterError
+from adapterhub.vocab import METHODS
 
 INITS = ("RANDOM", "SAMPLE_VOCAB", "TEXT")
 
@@ -29,7 +30,7 @@ class PromptTuningConfig(AdapterConfig):
     num_layers: int | None = field(default=None, metadata={"help": "Filled from the model."})
 
     method: ClassVar[str] = "prompt_tuning"
-    peft_type: ClassVar[str] = "PROMPT_TUNING"
+    peft_type: ClassVar[str | None] = METHODS[method].peft_type
 
     def __post_init__(self) -> None:
         self._require_positive(num_virtual_tokens=self.num_virtual_tokens)

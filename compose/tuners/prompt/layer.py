@@ -9,7 +9,6 @@ from adapterhub.compose.tuners.prompt.config import PromptTuningConfig
 
 
 class PromptEmbedding(nn.Module):
-    kind = "prompt"
 
     def __init__(self, config: PromptTuningConfig, word_embeddings: nn.Embedding, init_token_ids=None):
         super().__init__()

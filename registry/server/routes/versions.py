@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlmodel import Session, select
 
+from adapterhub.format import CONFIG_FILE
 from adapterhub.registry.server.crud import (
     audit,
     count_download,
@@ -55,7 +56,7 @@ def counts_as_download(session: Session, v: Version, path: str) -> bool:
     """A pull is counted once: on ``adapter_config.json``, or on the first file if there is none."""
     files = files_of(session, v.id)
     paths = [f.path for f in files]
-    return path == "adapter_config.json" or ("adapter_config.json" not in paths and paths[:1] == [path])
+    return path == CONFIG_FILE or (CONFIG_FILE not in paths and paths[:1] == [path])
 
 
 def file_response(request: Request, session: Session, store, v: Version, path: str,

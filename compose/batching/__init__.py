@@ -1,0 +1,1 @@
+"""Per-row adapters: one adapter or composition per row of a batch, in one vectorised pass."""

@@ -1,0 +1,1 @@
+"""Composition blocks (Stack, Fuse, Average, Route) and the layers and merges that run them."""

@@ -1,0 +1,1 @@
+"""The engine's core: the model wrapper, its public methods, and what it knows of an architecture."""
