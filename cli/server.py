@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 import httpx
 
+import adapterhub
 from adapterhub.cli.output import note
 from adapterhub.registry import config
 
@@ -76,21 +77,35 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> Non
     raise click.ClickException(f"the registry did not answer at {url} within {timeout:.0f}s")
 
 
-SEED_ROOT = Path("seed_adapters")
+def seed_root() -> Path | None:
+    """The seed adapters' folder, found from the installed package rather than the current
+    directory, so ``adapterhub up`` seeds the same adapters wherever it is started.
+
+    A wheel ships them inside the package (``adapterhub/seed_adapters``, a package-dir entry in
+    pyproject.toml); a source checkout, installed editable, has them beside ``adapterhub/`` at the
+    repository root. None when neither is there (a build that left them out).
+    """
+    package = Path(adapterhub.__file__).resolve().parent  # resolve(): a strict editable install links files
+    for candidate in (package / "seed_adapters", package.parent / "seed_adapters"):
+        if candidate.is_dir() and any(candidate.glob("*/adapterhub.json")):
+            return candidate
+    return None
 
 
 def seed_step(url: str, token: str, first_start: bool) -> subprocess.Popen | None:
-    """Publish the seed adapters (``./seed_adapters``) on every start; already published ones are skipped."""
-    if not SEED_ROOT.is_dir():
-        note(f"no {SEED_ROOT}/ folder here: starting with an empty registry")
+    """Publish the seed adapters (`seed_root`) on every start; already published ones are skipped."""
+    root = seed_root()
+    if root is None:
+        note("this installation has no seed adapters (seed_adapters/ was not shipped): "
+             "starting with an empty registry; `adapterhub seed --from DIR` publishes some later")
         return None
     from adapterhub.registry.client import Hub
     from adapterhub.registry.seeding import seed_registry
 
     with Hub(url=url, token=token) as hub:
-        pushed = seed_registry(hub, SEED_ROOT, say=lambda line: note(line))
+        pushed = seed_registry(hub, root, say=lambda line: note(line))
     if pushed:
-        click.echo(f"published {len(pushed)} seed adapter(s) from {SEED_ROOT}/")
+        click.echo(f"published {len(pushed)} seed adapter(s) from {root}/")
     return None
 
 
