@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapterhub import format as fmt
 from adapterhub.errors import CompositionError, IncompatibleAdapterError, InvalidAdapterError
 from adapterhub.vocab import CLASSIFICATION
 
@@ -59,15 +60,13 @@ def source_folder(text: str, pull: Callable[[str], Path]) -> Path:
 
 def source_kind(folder: Path) -> str:
     """``"recipe"`` (composition.json), ``"fusion"`` or ``"router"`` (by the folder's peft_type)."""
-    from adapterhub import format as fmt
-    from adapterhub.compose.composition import recipes
 
-    if (folder / recipes.RECIPE_FILE).is_file():
+    if (folder / fmt.RECIPE_FILE).is_file():
         return "recipe"
     found = fmt.read_json_object(folder / fmt.CONFIG_FILE).get("peft_type") if (folder / fmt.CONFIG_FILE).is_file() else None
     if found not in SOURCE_KINDS:
         raise InvalidAdapterError(f"{folder} is not a fusion, router or composition folder: it has no "
-                                  f"{recipes.RECIPE_FILE} and its peft_type is {found!r}, not one of "
+                                  f"{fmt.RECIPE_FILE} and its peft_type is {found!r}, not one of "
                                   f"{', '.join(SOURCE_KINDS)}")
     return SOURCE_KINDS[found]
 
@@ -78,12 +77,10 @@ def _recipe_folders(folder: Path, pull: Callable[[str], Path] | None = None) -> 
     ``pull`` is the session's: a shared UI must pull a recipe's references with the visitor's
     token, so one the visitor may not read stops here instead of loading with the host's login.
     """
-    from adapterhub import format as fmt
-    from adapterhub.compose.composition import recipes
     from adapterhub.compose.core.hub import pull_from_registry
 
     found = {}
-    for name, entry in (fmt.read_json_object(folder / recipes.RECIPE_FILE).get("adapters") or {}).items():
+    for name, entry in (fmt.read_json_object(folder / fmt.RECIPE_FILE).get("adapters") or {}).items():
         own = folder / str(entry.get("folder") or name)
         ref = entry.get("reference") or name
         found[name] = own if own.is_dir() else (pull or pull_from_registry)(ref)
@@ -92,7 +89,6 @@ def _recipe_folders(folder: Path, pull: Callable[[str], Path] | None = None) -> 
 
 def _named_as_layers(folders: dict[str, Path], source: Path) -> dict[str, Path]:
     """The picked adapters named as a fusion/router folder names them: already so, or matched in order."""
-    from adapterhub import format as fmt
     from adapterhub.compose.composition.blocks import block_from_dict, leaves_of
 
     leaves = list(dict.fromkeys(leaves_of(block_from_dict(fmt.read_json_object(source / fmt.CONFIG_FILE).get("composition")))))

@@ -27,7 +27,6 @@ from adapterhub.errors import InvalidAdapterError
 if TYPE_CHECKING:
     from adapterhub.compose.core.model import AdapterModel
 
-RECIPE_FILE = fmt.RECIPE_FILE
 FORMAT_VERSION = 1
 LAYER_KINDS = (("fusions", Fuse, fusion), ("routers", Route, routing))
 
@@ -53,21 +52,21 @@ def save_composition(model: AdapterModel, path: Path, active: Block | str, name:
                 block_layers.save_layers(model, block, module.ATTR, module.PEFT_TYPE, tmp / folder)
                 entries.append({"folder": folder, "composition": block.to_dict()})
             recipe[field] = entries
-        fmt.write_json(tmp / RECIPE_FILE, recipe)
+        fmt.write_json(tmp / fmt.RECIPE_FILE, recipe)
     return path
 
 
 def load_composition(model: AdapterModel, path: Path, pull: Callable[[str], Path] | None = None) -> Block | str:
-    recipe = fmt.read_json_object(path / RECIPE_FILE)
+    recipe = fmt.read_json_object(path / fmt.RECIPE_FILE)
     if recipe.get("format_version") != FORMAT_VERSION:
         raise InvalidAdapterError(
-            f"{path / RECIPE_FILE}: format_version {recipe.get('format_version')!r}, this adapterhub reads {FORMAT_VERSION}"
+            f"{path / fmt.RECIPE_FILE}: format_version {recipe.get('format_version')!r}, this adapterhub reads {FORMAT_VERSION}"
         )
     active = block_from_dict(recipe.get("composition"))
     adapters = recipe.get("adapters") or {}
     missing = [leaf for leaf in leaves_of(active) if leaf not in adapters and leaf not in model.ah.configs]
     if missing:
-        raise InvalidAdapterError(f"{path / RECIPE_FILE}: the composition names {missing[0]!r}, which the recipe lacks")
+        raise InvalidAdapterError(f"{path / fmt.RECIPE_FILE}: the composition names {missing[0]!r}, which the recipe lacks")
     attached: list[str] = []
     try:
         for leaf, entry in adapters.items():

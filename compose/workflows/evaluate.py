@@ -19,7 +19,6 @@ import torch
 from tqdm.auto import tqdm
 
 from adapterhub import format as fmt
-from adapterhub.compose.composition.recipes import RECIPE_FILE
 from adapterhub.compose.core.hub import pull_from_registry
 from adapterhub.compose.folder import load
 from adapterhub.compose.workflows.base import load_base, load_tokenizer
@@ -167,7 +166,7 @@ def token_nll(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor)
 
 # ---------------------------------------------------------------------- adapters from folders or the hub
 def recipe_name(folder: Path, block) -> str:
-    return fmt.read_json_object(folder / RECIPE_FILE).get("name") or str(block)
+    return fmt.read_json_object(folder / fmt.RECIPE_FILE).get("name") or str(block)
 
 
 def recipe_task(folder: Path) -> tuple[str | None, list[str] | None]:
@@ -176,7 +175,7 @@ def recipe_task(folder: Path) -> tuple[str | None, list[str] | None]:
     if (folder / fmt.CARD_FILE).is_file():
         return adapter_task(folder)
     task, labels = None, None
-    for entry in (fmt.read_json_object(folder / RECIPE_FILE).get("adapters") or {}).values():
+    for entry in (fmt.read_json_object(folder / fmt.RECIPE_FILE).get("adapters") or {}).values():
         sub = folder / str(entry.get("folder") or "")
         if entry.get("folder") and (sub / fmt.CONFIG_FILE).is_file():
             t, lbl = adapter_task(sub)
@@ -206,7 +205,7 @@ def evaluate_adapter(adapter: str | Path, base: str | Path, data: str | Path | D
 
     pull = pull or pull_from_registry
     folder = load.resolve_source(adapter, pull)
-    recipe = (folder / RECIPE_FILE).is_file()
+    recipe = (folder / fmt.RECIPE_FILE).is_file()
     declared, labels = recipe_task(folder) if recipe else adapter_task(folder)
     if task and declared and task != declared:
         raise IncompatibleAdapterError(f"{adapter}: the adapter was trained for {declared}, not {task}")
