@@ -73,7 +73,8 @@ def type_into(page, label: str, text: str) -> None:
 
 
 def choose(page, label: str, option: str) -> None:
-    page.get_by_label(label, exact=True).click()
+    # a select may first appear after a rerun that pulls an adapter: slow on a loaded 2-core box
+    page.get_by_label(label, exact=True).click(timeout=90_000)
     page.get_by_role("option", name=option, exact=True).click()
 
 
