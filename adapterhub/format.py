@@ -43,6 +43,10 @@ RECIPE_FILE = "composition.json"  # a saved composition: its block and the adapt
 
 # Weights in these formats are pickles: loading one can run arbitrary code, so none is accepted.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# What transformers' Trainer saves beside a model it pushes: its own state, pickled, and never part
+# of an adapter. A Hugging Face push leaves these out (the preupload answers "shouldIgnore"), so that
+# Trainer(push_to_hub=True) works; any other pickle is refused.
+TRAINER_STATE_FILES = frozenset({"training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state.pth"})
 # An adapter folder holds a handful of files; thousands mean a wrong folder (a dataset, a venv).
 MAX_FILES_PER_VERSION = 1000
 MAX_PATH_CHARS = 1024
@@ -79,6 +83,13 @@ def is_pickle_name(name: str) -> bool:
     """True for a name Windows stores as a pickle: it drops trailing dots and spaces, and reads
     ``x.bin:stream`` (``x.bin::$DATA``) as a stream of ``x.bin``, so ``endswith`` alone misses them."""
     return name.split(":", 1)[0].rstrip(" .").lower().endswith(PICKLE_SUFFIXES)
+
+
+def is_trainer_state(path: str) -> bool:
+    """True for a Trainer state file (`TRAINER_STATE_FILES`), at any depth (checkpoint folders)."""
+    name = path.rsplit("/", 1)[-1]
+    return name in TRAINER_STATE_FILES or (name.startswith("rng_state_") and name.endswith(".pth")
+                                           and name[len("rng_state_"):-len(".pth")].isdigit())
 
 
 def char_problem(text: str) -> str | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from adapterhub.errors import InvalidAdapterError
 from adapterhub.format import CARD_FILE, CONFIG_FILE, read_json_object
-from adapterhub.vocab import method_named
+from adapterhub.vocab import method_named, task_named
 
 # The adapter fields a push sends when it creates the adapter (from the card, else PEFT's config)
 CREATE_FIELDS = ("description", "task", "method", "base_model", "tags", "license")
@@ -31,16 +31,20 @@ def folder_metadata(root: Path) -> dict:
             meta["base_model"] = base.get("id") or base.get("name_or_path") or base.get("name")
         meta["target_modules"] = card.get("target_modules")
         if config_path.is_file():
-            meta = {**_peft_metadata(read_json_object(config_path)), **{k: v for k, v in meta.items() if v is not None}}
+            meta = {**peft_metadata(read_json_object(config_path)), **{k: v for k, v in meta.items() if v is not None}}
         return {k: v for k, v in meta.items() if v is not None}
     if config_path.is_file():
-        return _peft_metadata(read_json_object(config_path))
+        return peft_metadata(read_json_object(config_path))
     raise InvalidAdapterError(f"{root} has neither {CARD_FILE} nor {CONFIG_FILE}: not an adapter folder")
 
 
-def _peft_metadata(cfg: dict) -> dict:
+def peft_metadata(cfg: dict) -> dict:
+    """The search fields PEFT's ``adapter_config.json`` implies (the registry fills a new adapter's
+    from the first commit a Hugging Face client makes, too)."""
+    task = task_named(cfg.get("task_type")) if isinstance(cfg.get("task_type"), str) else None
     meta = {
         "method": _method_name(cfg.get("peft_type")),
+        "task": task.pipeline_tag if task else None,
         "base_model": cfg.get("base_model_name_or_path"),
         "target_modules": cfg.get("target_modules"),
     }

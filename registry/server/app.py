@@ -26,6 +26,8 @@ from adapterhub.registry.server.routes import (
     blobs,
     evaluations,
     hf,
+    hf_repos,
+    hf_upload,
     rollouts,
     versions,
 )
@@ -92,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (auth, adapters, blobs, versions, aliases, evaluations, rollouts):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(hf_repos.router)  # before hf.router: /api/models/... must not read as /{ns}/{name}/...
+    app.include_router(hf_upload.router)
     app.include_router(hf.api)
     app.include_router(hf.router)
     return app

@@ -248,6 +248,9 @@ def set_alias(session: Session, actor: str, ns: Namespace, adapter: Adapter, nam
     current = session.exec(select(Alias).where(Alias.adapter_id == adapter.id, Alias.name == name)).first()
     if current is not None and current.version_id == v.id:
         return
+    if current is not None and current.is_tag:
+        raise ApiError(409, "TagImmutable", f"{name!r} is a tag of version {session.get(Version, current.version_id).version}"
+                                            "; tags never move (delete it and tag again, or use an alias)")
     previous = session.get(Version, current.version_id).version if current else None
     _close_history(session, adapter.id, name, now)
     session.add(AliasHistory(adapter_id=adapter.id, alias=name, version=v.version, valid_from=now, actor=actor))

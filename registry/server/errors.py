@@ -36,7 +36,7 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "RepoNotFound", f"{what} not found (or you may not read it)")
 
 
-def _header_safe(text: str) -> str:
+def header_safe(text: str) -> str:
     """ASCII without control characters: a NUL, CR or LF in a header value is refused by the HTTP
     layer, which would turn a clean 4xx into a dropped response."""
     ascii_text = text.encode("ascii", "replace").decode("ascii")
@@ -44,7 +44,7 @@ def _header_safe(text: str) -> str:
 
 
 def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    h = {"X-Error-Code": code, "X-Error-Message": _header_safe(detail), **(headers or {})}
+    h = {"X-Error-Code": code, "X-Error-Message": header_safe(detail), **(headers or {})}
     return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=h)
 
 
@@ -61,6 +61,7 @@ ERROR_DESCRIPTIONS = {
     422: "invalid input: the detail names the field and the rule",
     429: "too many failed authentications from this address; see Retry-After",
     503: "the database or the blob store is unavailable; nothing was written; see Retry-After",
+    412: "the commit's parentCommit is no longer the head of its revision",
     507: "no space left for blobs; the partial upload was deleted",
 }
 _ERROR_HEADERS = {

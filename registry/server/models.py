@@ -132,6 +132,8 @@ class Alias(SQLModel, table=True):
     version_id: int = Field(foreign_key="version.id")
     updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
     updated_by: str = Field(default="", max_length=96)
+    # made by the Hugging Face tag route (``create_tag``): a tag names one version for ever
+    is_tag: bool = False
 
 
 class AliasHistory(SQLModel, table=True):

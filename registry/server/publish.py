@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 
 from sqlalchemy import insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -54,7 +55,7 @@ def manifest_commit(ns: str, name: str, version: str, files: list[FileEntry]) ->
     return hashlib.sha1(canonical.encode()).hexdigest()
 
 
-def _check_files(files: list[FileEntry]) -> None:
+def check_files(files: list[FileEntry]) -> None:
     """Each path alone, then the set as a whole: a version is immutable, so one that no client can
     write out (a file that is also a folder, case twins) would stay broken for ever."""
     if not files:
@@ -71,7 +72,7 @@ def _check_files(files: list[FileEntry]) -> None:
     val.check_file_set([f.path for f in files])
 
 
-def _check_blobs(session: Session, principal: Principal, files: list[FileEntry]) -> None:
+def check_blobs(session: Session, principal: Principal, files: list[FileEntry]) -> None:
     """Every file's blob stored and usable by the caller (`blob_access`); a blob they may not use
     reads as missing, and its size is never named."""
     sizes = usable_blobs(session, principal, sorted({f.sha256 for f in files}))
@@ -84,19 +85,30 @@ def _check_blobs(session: Session, principal: Principal, files: list[FileEntry])
                            f"{f.path}: declared {f.size} bytes, the uploaded blob has {sizes[f.sha256]}")
 
 
+def check_content(path: str, size: int, read: Callable[[int, int | None], bytes]) -> dict | None:
+    """Check one file of a version from the parts ``read(start, end)`` gives (headers only for
+    weights); the parsed JSON for the cards, else None. A push reads from the store, an HF commit
+    from the bytes before they are stored: one set of rules."""
+    if path in JSON_FILES:
+        if size > MAX_JSON:
+            raise val.ValidationError("InvalidManifest", f"{path} is {size} bytes; the limit is {MAX_JSON}")
+        parsed = val.parse_json_object(path, read(0, None))
+        if path == CONFIG_FILE:
+            val.check_adapter_config(parsed)
+        return parsed
+    if path.lower().endswith(".safetensors"):
+        n = val.safetensors_header_length(path, read(0, 8), size)
+        val.check_safetensors_header(path, read(8, 8 + n), size)
+    return None
+
+
 def _read_contents(store: BlobStore, files: list[FileEntry]) -> dict[str, dict]:
     """Parse the JSON cards and check every safetensors header, reading only headers."""
     parsed: dict[str, dict] = {"config": {}, "card": {}}
     for f in files:
-        if f.path in JSON_FILES:
-            if f.size > MAX_JSON:
-                raise val.ValidationError("InvalidManifest", f"{f.path} is {f.size} bytes; the limit is {MAX_JSON}")
-            parsed[JSON_FILES[f.path]] = val.parse_json_object(f.path, store.read(f.sha256))
-            if f.path == CONFIG_FILE:
-                val.check_adapter_config(parsed["config"])
-        elif f.path.lower().endswith(".safetensors"):
-            n = val.safetensors_header_length(f.path, store.read(f.sha256, 0, 8), f.size)
-            val.check_safetensors_header(f.path, store.read(f.sha256, 8, 8 + n), f.size)
+        content = check_content(f.path, f.size, lambda start, end, sha=f.sha256: store.read(sha, start, end))
+        if content is not None:
+            parsed[JSON_FILES[f.path]] = content
     return parsed
 
 
@@ -107,8 +119,8 @@ def publish(session: Session, store: BlobStore, principal: Principal, ns: Namesp
     if body.alias is not None:
         check_alias(body.alias)
     _raise_if_exists(session, adapter, body.version)
-    _check_files(body.files)
-    _check_blobs(session, principal, body.files)
+    check_files(body.files)
+    check_blobs(session, principal, body.files)
     parsed = _read_contents(store, body.files)
     try:
         adapter = lock_adapter(session, adapter.id)

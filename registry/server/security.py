@@ -37,7 +37,10 @@ from adapterhub.registry.server.settings import Settings
 
 DEFAULT_TRUSTED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 WILDCARD_BINDS = {"", "0.0.0.0", "::", "[::]"}
-BLOB_UPLOAD = re.compile(r"^/api/v1/blobs/[^/]+$")  # PUT: streamed, limited by max_upload_bytes
+# bodies streamed to disk, each route checking its own limit: blob and LFS uploads (max_upload_bytes),
+# Hugging Face commits (hf_commit_max_bytes)
+STREAMED_BODIES = (("PUT", re.compile(r"^/api/v1/blobs/[^/]+$")), ("PUT", re.compile(r"^/api/lfs/upload/[^/]+$")),
+                   ("POST", re.compile(r"^/api/models/[^/]+/[^/]+/commit/[^/]+$")))
 UNLIMITED_PATHS = {"/api/v1/health"}  # load balancers poll it
 EXPOSED = ["ETag", "Content-Range", "Content-Disposition", "Retry-After", "X-Error-Code", "X-Error-Message",
            "X-Repo-Commit", "X-Linked-Size", "X-Linked-Etag"]
@@ -116,7 +119,7 @@ class BodyLimit:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"] == "PUT" and BLOB_UPLOAD.match(scope["path"])):
+        if scope["type"] != "http" or any(scope["method"] == m and p.match(scope["path"]) for m, p in STREAMED_BODIES):
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")

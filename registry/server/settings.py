@@ -53,7 +53,12 @@ class Settings:
     cors_origins: list[str] = field(default_factory=list)  # empty: no cross-origin reads
     rate_limit: float = 0.0  # requests a second per client address, per process; 0 = off
     rate_burst: int = 0  # 0: twice the rate (at least 10)
-    max_request_bytes: int = 16 * 1024**2  # any body but a blob upload
+    max_request_bytes: int = 16 * 1024**2  # any body but a blob upload or an HF commit
+    # the HF write protocol (shared/HF_PROTOCOL.md): files up to this size travel inside the commit
+    # ("regular"), so Xet-era clients push with no environment variable; larger ones go by LFS
+    hf_regular_max_bytes: int = 256 * 1024**2
+    hf_commit_max_bytes: int = 4 * 1024**3  # one NDJSON commit body, streamed to disk (base64 adds a third)
+    signing_key: str | None = field(default=None, repr=False)  # signs LFS upload URLs; None: a key file in home
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +82,9 @@ class Settings:
             rate_limit=float(env.get("ADAPTERHUB_RATE_LIMIT") or 0.0),
             rate_burst=int(env.get("ADAPTERHUB_RATE_BURST") or 0),
             max_request_bytes=int(env.get("ADAPTERHUB_MAX_REQUEST_BYTES") or 16 * 1024**2),
+            hf_regular_max_bytes=int(env.get("ADAPTERHUB_HF_REGULAR_MAX_BYTES") or 256 * 1024**2),
+            hf_commit_max_bytes=int(env.get("ADAPTERHUB_HF_COMMIT_MAX_BYTES") or 4 * 1024**3),
+            signing_key=env.get("ADAPTERHUB_SIGNING_KEY") or None,
         )
 
     def __post_init__(self) -> None:

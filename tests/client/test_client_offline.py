@@ -26,8 +26,8 @@ from tests.client.support import make_adapter
 
 def test_plain_peft_folder_metadata_is_inferred_from_adapter_config(tmp_path):
     folder = make_adapter(tmp_path / "a", card=False, base_model="HuggingFaceTB/SmolLM2-135M")
-    assert folder_metadata(folder) == {"method": "lora", "base_model": "HuggingFaceTB/SmolLM2-135M",
-                                       "target_modules": ["q_proj", "v_proj"]}
+    assert folder_metadata(folder) == {"method": "lora", "task": "text-generation",
+                                       "base_model": "HuggingFaceTB/SmolLM2-135M", "target_modules": ["q_proj", "v_proj"]}
 
 
 def test_card_metadata_wins_over_adapter_config(tmp_path):

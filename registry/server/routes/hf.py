@@ -6,15 +6,17 @@ Errors carry ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNo
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from adapterhub.errors import InvalidReferenceError
+from adapterhub.registry.reference import DEFAULT_REVISION
 from adapterhub.registry.server.auth import aware
-from adapterhub.registry.server.crud import files_of, get_adapter, resolve_revision
+from adapterhub.registry.server.crud import files_of, get_adapter, require, resolve_revision
 from adapterhub.registry.server.deps import HfPrincipalDep, SessionDep, StoreDep
 from adapterhub.registry.server.errors import ApiError, error_responses
 from adapterhub.registry.server.models import Adapter, File, Namespace, Version
@@ -28,11 +30,28 @@ api = APIRouter(prefix="/api/models/{ns}/{name}", tags=["huggingface"], response
 RESOLVE_RESPONSES = {**FILE_RESPONSES, 302: {"description": "to a presigned bucket URL, with X-Linked-Size and X-Linked-Etag"}}
 
 
-def _target(session: Session, principal, ns: str, name: str, rev: str) -> tuple[Namespace, Adapter, Version]:
+def hf_adapter(session: Session, principal, ns: str, name: str, level: str = "read") -> tuple[Namespace, Adapter]:
+    """The repo, or ``RepoNotFound``: HF clients understand that, not our 422 for a malformed name."""
     try:
         nsrow, adapter = get_adapter(session, principal, ns, name)
-    except InvalidReferenceError as exc:  # HF clients understand RepoNotFound, not our 422
+    except InvalidReferenceError as exc:
         raise ApiError(404, "RepoNotFound", str(exc)) from None
+    if level != "read":
+        require(principal, level, nsrow)
+    return nsrow, adapter
+
+
+def empty_commit(ns: str, name: str) -> str:
+    """The commit id ``main`` has before the first version (a repo made by ``create_repo``)."""
+    return hashlib.sha1(f"adapterhub-empty:{ns}/{name}".encode()).hexdigest()
+
+
+def _target(session: Session, principal, ns: str, name: str, rev: str) -> tuple[Namespace, Adapter, Version | None]:
+    """The version ``rev`` names; None for ``main`` of a repo with no version yet, which (as on the
+    Hub, where a new repo's main is an empty commit) lists no files rather than missing."""
+    nsrow, adapter = hf_adapter(session, principal, ns, name)
+    if rev in ("", DEFAULT_REVISION) and session.exec(select(Version.id).where(Version.adapter_id == adapter.id)).first() is None:
+        return nsrow, adapter, None
     return nsrow, adapter, resolve_revision(session, adapter, rev)
 
 
@@ -41,7 +60,14 @@ def hf_time(dt) -> str:
     return aware(dt).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{aware(dt).microsecond // 1000:03d}Z"
 
 
-def _info(session: Session, nsrow: Namespace, adapter: Adapter, v: Version) -> dict:
+def _info(session: Session, nsrow: Namespace, adapter: Adapter, v: Version | None) -> dict:
+    if v is None:
+        return {"_id": f"{nsrow.name}/{adapter.name}", "id": f"{nsrow.name}/{adapter.name}",
+                "modelId": f"{nsrow.name}/{adapter.name}", "author": nsrow.name,
+                "sha": empty_commit(nsrow.name, adapter.name), "private": nsrow.private, "disabled": False,
+                "gated": False, "tags": ["peft", "adapterhub"], "library_name": "peft", "downloads": 0,
+                "lastModified": hf_time(adapter.created_at), "createdAt": hf_time(adapter.created_at),
+                "cardData": {}, "siblings": [], "usedStorage": 0, "version": None}
     files = files_of(session, v.id)
     return {
         "_id": f"{nsrow.name}/{adapter.name}", "id": f"{nsrow.name}/{adapter.name}",
@@ -99,6 +125,11 @@ def _tree(files: list[File], prefix: str, recursive: bool) -> list[dict]:
 def tree(ns: str, name: str, rev: str, session: SessionDep, principal: HfPrincipalDep, path: str = "",
          recursive: str = "false") -> list[dict]:
     _nsrow, _adapter, v = _target(session, principal, ns, name, rev)
+    if v is None:
+        if path:
+            raise ApiError(404, "EntryNotFound", f"no path {path!r}: {ns}/{name} has no version yet",
+                           {"X-Repo-Commit": empty_commit(ns, name)})
+        return []
     files = files_of(session, v.id)
     entries = _tree(files, path, recursive.lower() in ("true", "1", "yes"))
     if path and not entries:
@@ -112,6 +143,9 @@ def tree(ns: str, name: str, rev: str, session: SessionDep, principal: HfPrincip
 def resolve_file(ns: str, name: str, rev: str, path: str, request: Request, session: SessionDep,
                  principal: HfPrincipalDep, store: StoreDep) -> Response:
     _nsrow, _adapter, v = _target(session, principal, ns, name, rev)
+    if v is None:  # push_to_hub reads the old card first: none yet must read as a missing file
+        raise ApiError(404, "EntryNotFound", f"{ns}/{name} has no version yet, so no file {path!r}",
+                       {"X-Repo-Commit": empty_commit(ns, name)})
     headers = {"X-Repo-Commit": v.commit}
     url = None
     f = next((f for f in files_of(session, v.id) if f.path == path), None)
