@@ -17,18 +17,22 @@ from adapterhub.registry.reference import parse_reference
 @click.argument("ref")
 @click.option("--version", "version", metavar="V", help="Semantic version of the new version, e.g. 1.0.0.")
 @click.option("--alias", metavar="A", help="Point this alias (e.g. stable) at the new version.")
+@click.option("--create-namespace", is_flag=True,
+              help="Create the namespace (public, yours) first if it does not exist.")
 @json_option
-def push(folder: Path, ref: str, version: str | None, alias: str | None, as_json: bool) -> None:
+def push(folder: Path, ref: str, version: str | None, alias: str | None, create_namespace: bool,
+         as_json: bool) -> None:
     """Upload FOLDER as a new immutable version of REF (ns/name).
 
     Creates the adapter on first push; uploads only files the registry lacks. A plain PEFT
-    folder works: method and base model come from its adapter_config.json.
+    folder works: method and base model come from its adapter_config.json. The namespace must
+    exist (`adapterhub namespace create NS`), unless --create-namespace.
 
     \b
     Example:
       adapterhub push out/ acme/sentiment --version 1.0.0 --alias stable
     """
-    out = get_hub().push(folder, ref, version=version, alias=alias)
+    out = get_hub().push(folder, ref, version=version, alias=alias, create_namespace=create_namespace)
     note(f"pushed {parse_reference(ref).repo_id}@{out['version']}")
     emit(out, as_json, lambda d: kv_table({"version": d["version"], "commit": d.get("commit"),
                                            "files": len(d.get("files", [])), "size": human_size(d.get("size"))}))

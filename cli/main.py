@@ -13,16 +13,20 @@ from adapterhub.cli.cache import cache
 from adapterhub.cli.demo import demo
 from adapterhub.cli.errors import HubGroup
 from adapterhub.cli.evaluate import evaluate
+from adapterhub.cli.namespace import namespace
 from adapterhub.cli.rollout import rollout
 from adapterhub.cli.seed import seed
 from adapterhub.cli.serve_model import serve_model
 from adapterhub.cli.server import serve, up
+from adapterhub.cli.token import token
 from adapterhub.cli.train import train
 from adapterhub.cli.ui import ui
+from adapterhub.cli.user import user
 
 EPILOG = """\b
 Examples:
   adapterhub up                                   # local registry on http://127.0.0.1:8000
+  adapterhub namespace create acme                # where acme/... adapters live
   adapterhub push out/ acme/sentiment --version 1.0.0 --alias stable
   adapterhub search sentiment --method lora
   adapterhub pull acme/sentiment:stable
@@ -46,6 +50,7 @@ def cli(url: str | None) -> None:
     """adapterhub: push, find, pull and serve parameter-efficient adapters."""
 
 
-COMMANDS = [up, demo, seed, serve, login, logout, whoami, push, pull, search, show, versions, yank, alias, rollout, serve_model, cache, train, evaluate, ui, admin]
+COMMANDS = [up, demo, seed, serve, login, logout, whoami, namespace, user, token, push, pull, search, show, versions,
+            yank, alias, rollout, serve_model, cache, train, evaluate, ui, admin]
 for command in COMMANDS:
     cli.add_command(command)

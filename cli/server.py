@@ -37,6 +37,9 @@ def _server_serve() -> Callable:
 def serve(host: str, port: int) -> None:
     """Run the registry server in the foreground (settings from ADAPTERHUB_* variables).
 
+    The admin token is ADAPTERHUB_ADMIN_TOKEN when it is set (as for `adapterhub up`); without
+    it, the first start makes one, prints it once and keeps only its hash.
+
     \b
     Example:
       ADAPTERHUB_DATABASE_URL=postgresql://hub@db/hub adapterhub serve --host 0.0.0.0 --port 8000
@@ -44,14 +47,42 @@ def serve(host: str, port: int) -> None:
     _server_serve()(host=host, port=port)
 
 
-def admin_token(home: Path) -> tuple[str, bool]:
-    """The local registry's admin token (made and stored 0600 on first start); True if new."""
+ADMIN_TOKEN_VAR = "ADAPTERHUB_ADMIN_TOKEN"
+
+
+def admin_token(home: Path, environ: dict | None = None) -> tuple[str, str]:
+    """The admin token ``up`` gives its registry, and where it came from: one rule with ``serve``,
+    ``ADAPTERHUB_ADMIN_TOKEN`` first (``"env"``); else the one kept in HOME/admin_token (``"file"``),
+    made and stored 0600 on first start (``"new"``), so the local hub keeps one admin across restarts."""
+    from_env = (os.environ if environ is None else environ).get(ADMIN_TOKEN_VAR, "").strip()
+    if from_env:
+        return from_env, "env"
     path = home / "admin_token"
     if path.is_file() and path.read_text().strip():
-        return path.read_text().strip(), False
+        return path.read_text().strip(), "file"
     token = "ah_admin_" + secrets.token_urlsafe(32)
     config.write_private(path, token + "\n")
-    return token, True
+    return token, "new"
+
+
+def _tell_admin_token(home: Path, token: str, source: str) -> None:
+    """Say which admin token the registry honours; the secret itself only when it was just made."""
+    path = home / "admin_token"
+    if source == "new":
+        login = config.read_token() is None
+        if login:
+            config.store_token(token)  # before the line is printed: whoever reads it may use it at once
+        click.echo(f"admin token (shown once; also in {path}): {token}")
+        if login:
+            note("stored it as your login token (adapterhub logout to forget it)")
+        return
+    if source == "env":
+        hint = "" if config.resolve_token() == token else "; `adapterhub login` (paste it) lets the CLI use it"
+        note(f"admin token: {ADMIN_TOKEN_VAR} (the rule `adapterhub serve` follows too){hint}")
+        stale = path.is_file() and path.read_text().strip()
+        if stale and stale != token and config.read_token() == stale:
+            note(f"note: your stored login is the token in {path}, which this registry refuses while "
+                 f"{ADMIN_TOKEN_VAR} is set")
 
 
 def start_registry(host: str, port: int, env: dict) -> subprocess.Popen:
@@ -119,12 +150,12 @@ def ui_step(url: str, token: str, first_start: bool) -> subprocess.Popen | None:
     if importlib.util.find_spec("streamlit") is None:
         note("the UI needs streamlit (pip install streamlit); running without it")
         return None
-    from adapterhub.cli.ui import pick_port, start_ui
+    from adapterhub.cli.ui import announce_when_answering, pick_port, start_ui
 
     port = pick_port(int(os.environ.get("ADAPTERHUB_UI_PORT", "8501")))
     proc = start_ui(url, "127.0.0.1", port)
-    click.echo(f"UI: http://127.0.0.1:{port}", err=True)
-    return proc
+    announce_when_answering(f"http://127.0.0.1:{port}", proc)
+    return proc  # one that exited meanwhile is caught by `up`'s watch loop
 
 
 # run in order once the registry answers; a step that starts a service returns its process
@@ -151,9 +182,12 @@ def _interrupt(signum, frame) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 def up(host: str, port: int) -> None:
-    """Start the local hub: the registry with SQLite under ADAPTERHUB_HOME. Ctrl-C stops it.
+    """Start the local hub: the registry with SQLite under ADAPTERHUB_HOME, its seed adapters and
+    the UI (ADAPTERHUB_UI=0 skips it; its URL is printed once it answers). Ctrl-C stops it.
 
-    On first start it prints the admin token and stores it as your login.
+    The admin token is ADAPTERHUB_ADMIN_TOKEN when it is set, as for `adapterhub serve`; else
+    the one in ADAPTERHUB_HOME/admin_token, made on first start, printed once and stored as your
+    login.
 
     \b
     Example:
@@ -161,23 +195,18 @@ def up(host: str, port: int) -> None:
     """
     home = config.home()
     home.mkdir(parents=True, exist_ok=True)
-    token, first = admin_token(home)
+    token, source = admin_token(home)
+    first = source == "new"
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     if _answers(url):
         raise click.ClickException(f"something already answers at {url}; stop it or pick another --port")
-    env = {**os.environ, "ADAPTERHUB_HOME": str(home), "ADAPTERHUB_ADMIN_TOKEN": token}
+    env = {**os.environ, "ADAPTERHUB_HOME": str(home), ADMIN_TOKEN_VAR: token}
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the children too, like Ctrl-C
     procs = [start_registry(host, port, env)]
     try:
         wait_healthy(url, procs[0])
-        login = first and config.read_token() is None
-        if login:
-            config.store_token(token)
         click.echo(f"registry: {url}  (data in {home})")
-        if first:
-            click.echo(f"admin token (shown once; also in {home / 'admin_token'}): {token}")
-        if login:
-            note("stored it as your login token (adapterhub logout to forget it)")
+        _tell_admin_token(home, token, source)
         if url != config.DEFAULT_URL:
             note(f"point the CLI at it: export ADAPTERHUB_URL={url}")
         procs += [p for step in UP_STEPS if (p := step(url, token, first)) is not None]

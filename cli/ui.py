@@ -8,13 +8,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
+import httpx
 
 from adapterhub.registry import config
 
 ENTRY = Path(__file__).resolve().parent.parent / "web" / "app.py"
+START_TIMEOUT_S = 90.0  # Streamlit imports pandas and more before it listens: seconds on a busy 2-core box
 
 
 def entry_script() -> Path:
@@ -54,6 +57,40 @@ def start_ui(registry: str, host: str = "127.0.0.1", port: int = 8501, env: dict
     return subprocess.Popen(ui_command(host, port), env=child_env)
 
 
+def answers(url: str, proc: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> bool:
+    """True once ``url`` answers HTTP at all (any status); False when ``proc`` exits or ``timeout``
+    passes first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            httpx.get(url, timeout=2.0)
+            return True
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return False
+
+
+def announce_when_answering(url: str, proc: subprocess.Popen, suffix: str = "",
+                            timeout: float = START_TIMEOUT_S) -> None:
+    """Print ``UI: <url>`` once the UI answers there, so the printed link opens a page, not an error.
+
+    A UI that exits first prints nothing (its caller reports the exit); one still silent after
+    ``timeout`` gets a note. Interrupted while waiting (Ctrl-C), it stops the UI before going on.
+    """
+    try:
+        ready = answers(url, proc, timeout)
+    except BaseException:
+        proc.terminate()
+        proc.wait()
+        raise
+    if ready:
+        click.echo(f"UI: {url}{suffix}", err=True)
+    elif proc.poll() is None:
+        click.echo(f"the UI has not answered at {url} after {timeout:.0f}s; it may still be starting", err=True)
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535))
@@ -66,9 +103,10 @@ def ui(host: str, port: int, registry: str | None) -> None:
       adapterhub ui --port 8501 --registry http://127.0.0.1:8000
     """
     registry = config.resolve_url(registry or click.get_current_context().find_root().params.get("url"))
-    click.echo(f"UI: http://{host}:{port}  (registry {registry})", err=True)
     proc = start_ui(registry, host, port)
+    local = "127.0.0.1" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
     try:
+        announce_when_answering(f"http://{local}:{port}", proc, f"  (registry {registry})")
         raise SystemExit(proc.wait())
     except KeyboardInterrupt:
         proc.terminate()

@@ -34,9 +34,10 @@ from adapterhub.errors import (
 from adapterhub.format import README_FILE
 from adapterhub.registry import config, trust
 from adapterhub.registry.cache import Cache, safe_relpath
+from adapterhub.registry.client_identity import IdentityMixin
 from adapterhub.registry.client_rollouts import RolloutsMixin
 from adapterhub.registry.client_transfer import Resolution, TransferMixin
-from adapterhub.registry.reference import Reference, as_reference, check_alias, check_name, check_version
+from adapterhub.registry.reference import Reference, as_reference, check_alias, check_version
 
 KEEPALIVE_S = 2.0  # below uvicorn's default 5 s keep-alive timeout
 IDEMPOTENT = frozenset({"GET", "HEAD"})
@@ -46,7 +47,7 @@ SEARCH_FILTERS = ("base_model", "method", "task", "tag", "namespace", "sort")
 _as_ref = as_reference
 
 
-class Hub(TransferMixin, RolloutsMixin):
+class Hub(IdentityMixin, TransferMixin, RolloutsMixin):
     """A registry and the local cache beside it.
 
     ``url`` defaults to ``ADAPTERHUB_URL`` (else the local registry ``adapterhub up`` starts),
@@ -97,29 +98,6 @@ class Hub(TransferMixin, RolloutsMixin):
 
     def __repr__(self) -> str:
         return f"Hub(url={self.url!r}, offline={self.offline})"
-
-    # -- identity ----------------------------------------------------------------------------
-    def whoami(self) -> dict:
-        """``{"user", "is_admin", "scopes"}`` for the current token."""
-        return self._request("GET", "whoami").json()
-
-    def create_namespace(self, name: str, private: bool = False, *, exist_ok: bool = False) -> dict:
-        """Create a namespace owned by the caller; returns ``{"name", "private", "owner", "created_at"}``.
-
-        With ``exist_ok`` an existing namespace is returned as it is (its privacy unchanged), so a
-        seeding script can run twice.
-        """
-        try:
-            return self._request("POST", "namespaces", json={"name": check_name(name, "namespace"),
-                                                             "private": private}).json()
-        except RegistryError as exc:
-            if not (exist_ok and exc.code == "NamespaceExists"):
-                raise
-        return self.namespace(name)
-
-    def namespace(self, name: str) -> dict:
-        """``{"name", "private", "owner", "created_at"}``; a private one the caller may not read is not found."""
-        return self._request("GET", f"namespaces/{check_name(name, 'namespace')}").json()
 
     # -- browsing ----------------------------------------------------------------------------
     def search(

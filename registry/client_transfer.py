@@ -52,11 +52,15 @@ class TransferMixin:
         ref: str | Reference,
         version: str | None = None,
         alias: str | None = None,
+        *,
+        create_namespace: bool = False,
     ) -> dict:
         """Upload an adapter folder as a new immutable version; returns the VersionOut.
 
         Creates the adapter on first push (metadata from ``adapterhub.json``, else inferred from
-        a PEFT ``adapter_config.json``) and uploads only the blobs the registry lacks.
+        a PEFT ``adapter_config.json``) and uploads only the blobs the registry lacks. A namespace
+        is never created by accident: a push into one that does not exist is refused, naming the
+        command that creates it, unless ``create_namespace`` (a public one, owned by the caller).
         """
         r = as_reference(ref)
         version = check_version(_one_of("version", r.version, version, r))
@@ -65,7 +69,9 @@ class TransferMixin:
         files = scan_folder(root)
         metadata = folder_metadata(root)
         manifest = self._hash_files(root, files)
-        self._ensure_adapter(r, metadata)
+        if create_namespace:
+            self._create_namespace_for_push(r.namespace)
+        self._ensure_adapter(r, metadata, create_namespace)
         shas = sorted({f["sha256"] for f in manifest})
         missing = set(self._request("POST", "blobs/missing", json={"sha256": shas}).json()["missing"])
         self._upload(root, [f for f in manifest if f["sha256"] in missing])
@@ -112,7 +118,14 @@ class TransferMixin:
             return [{"path": f.relative_to(root).as_posix(), "sha256": sha256_file(f, bar.update),
                      "size": f.stat().st_size} for f in files]
 
-    def _ensure_adapter(self, r: Reference, metadata: dict) -> None:
+    def _create_namespace_for_push(self, namespace: str) -> None:
+        try:
+            self._request("POST", "namespaces", json={"name": namespace, "private": False})
+        except RegistryError as exc:
+            if exc.code != "NamespaceExists":  # it exists: push into it (if the token may)
+                raise
+
+    def _ensure_adapter(self, r: Reference, metadata: dict, tried_create: bool = False) -> None:
         try:
             self._request("GET", self._adapter_path(r))
             return
@@ -122,6 +135,10 @@ class TransferMixin:
                 **{k: metadata[k] for k in CREATE_FIELDS if metadata.get(k) is not None}}
         try:
             self._request("POST", "adapters", json=body)
+        except AdapterNotFoundError as exc:  # the one 404 of this call: no such namespace (or not readable)
+            err = AdapterNotFoundError(_missing_namespace(r, tried_create))
+            err.status, err.code, err.reference = 404, getattr(exc, "code", None), str(r)
+            raise err from None
         except RegistryError as exc:
             if exc.code != "AdapterExists":  # another push created it meanwhile
                 raise
@@ -153,6 +170,17 @@ class TransferMixin:
                 with self._transport():
                     download_blob(self._http, url, blob, f["sha256"], f["size"],
                                   check=lambda resp: self._check(resp, r), on_bytes=bar.update)
+
+
+def _missing_namespace(r: Reference, tried_create: bool) -> str:
+    """Why a push found no namespace, and what to do. Told alike whether it does not exist or is
+    private to others (the registry does not say which, SECURITY.md)."""
+    if tried_create:
+        return (f"namespace {r.namespace!r} is taken and your token may not read it; "
+                f"push to a namespace of yours instead")
+    return (f"namespace {r.namespace!r} does not exist (or your token may not read it): create it with "
+            f"`adapterhub namespace create {r.namespace}` (add --private to hide it), or push with "
+            f"--create-namespace")
 
 
 def _one_of(what: str, in_ref: str | None, given: str | None, r: Reference) -> str:

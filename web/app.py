@@ -32,7 +32,8 @@ def sidebar() -> None:
             st.success(f"signed in as **{me['user']}**" + (" (admin)" if me.get("is_admin") else ""))
             st.caption(f"scopes: {scopes or '-'}")
         elif state.token():
-            st.warning("the registry does not accept this token; browsing anonymously")
+            st.warning("the registry does not accept this token (an old ADAPTERHUB_TOKEN?); browsing anonymously: "
+                       "public adapters only. Sign in with another token, or sign out.")
         new = st.text_input("Token", type="password", placeholder="ah_...", key="token_input")
         col_in, col_out = st.columns(2)
         signed_in = col_in.button("Sign in", key="sign_in")

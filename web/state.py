@@ -77,8 +77,9 @@ def _hub_at(url: str, token: str, cache_dir: str) -> Hub:
 
 
 def hub() -> Hub:
-    """The client for the session's registry and token (one per pair, shared across reruns)."""
-    return _hub(url(), token())
+    """The client for the session's registry and token (one per pair, shared across reruns);
+    anonymous when the registry refuses the token (`read_token`)."""
+    return _hub(url(), read_token())
 
 
 # ---------------------------------------------------------------------- identity
@@ -95,6 +96,20 @@ def _whoami(url: str, token: str) -> dict | None:
 def whoami() -> dict | None:
     """``{"user", "is_admin", "scopes"}`` for the signed-in token, or None (anonymous or refused)."""
     return _whoami(url(), token())
+
+
+def read_token() -> str:
+    """The token requests go out with: the session's, or "" (anonymous) when the registry refuses
+    it, so that a stale token (an old ADAPTERHUB_TOKEN) still browses what is public while the
+    sidebar warns, instead of every page showing the 401. An unreachable registry keeps the token:
+    the page's own call then says what is wrong."""
+    held = token()
+    if not held:
+        return ""
+    try:
+        return held if whoami() is not None else ""
+    except AdapterHubError:
+        return held
 
 
 def can_write(namespace: str) -> bool:
@@ -147,7 +162,7 @@ def _search_page(url: str, token: str, filters: tuple, cursor: str | None, limit
 
 def search_page(filters: dict, cursor: str | None = None, limit: int = 12) -> dict:
     """``{"items": [AdapterSummary], "next_cursor": str | None}`` for the filters (API.md names)."""
-    return _search_page(url(), token(), tuple(sorted(filters.items())), cursor, limit)
+    return _search_page(url(), read_token(), tuple(sorted(filters.items())), cursor, limit)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -156,7 +171,7 @@ def _summary(url: str, token: str, ref: str) -> dict:
 
 
 def summary(ref: str) -> dict:
-    return _summary(url(), token(), ref)
+    return _summary(url(), read_token(), ref)
 
 
 def readable(refs: tuple[str, ...]) -> list[dict]:
@@ -172,7 +187,7 @@ def _versions(url: str, token: str, ref: str) -> list[dict]:
 
 def versions(ref: str) -> list[dict]:
     """Every version of the adapter, newest first, with files, config, card and evaluations."""
-    return _versions(url(), token(), ref)
+    return _versions(url(), read_token(), ref)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -181,7 +196,7 @@ def _aliases(url: str, token: str, ref: str) -> dict:
 
 
 def aliases(ref: str) -> dict[str, str]:
-    return _aliases(url(), token(), ref)
+    return _aliases(url(), read_token(), ref)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -190,7 +205,7 @@ def _audit(url: str, token: str, ref: str) -> list[dict]:
 
 
 def audit(ref: str) -> list[dict]:
-    return _audit(url(), token(), ref)
+    return _audit(url(), read_token(), ref)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -201,7 +216,7 @@ def _file_text(url: str, token: str, ref: str, version: str, path: str) -> str:
 
 def file_text(ref: str, version: str, path: str) -> str:
     """A small text file of a version (the README), as text."""
-    return _file_text(url(), token(), ref, version, path)
+    return _file_text(url(), read_token(), ref, version, path)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -211,7 +226,7 @@ def _rollouts(url: str, token: str, ref: str) -> list[dict]:
 
 def rollouts(ref: str) -> list[dict]:
     """Every rollout of the adapter, newest first."""
-    return _rollouts(url(), token(), ref)
+    return _rollouts(url(), read_token(), ref)
 
 
 def refresh() -> None:

@@ -37,6 +37,14 @@ class UserPublic(BaseModel):
     name: str
 
 
+class UserEntry(BaseModel):
+    """One row of ``GET /users`` (admin only)."""
+
+    name: str
+    is_admin: bool
+    created_at: datetime
+
+
 class TokenCreate(BaseModel):
     user: str = Field(examples=["alice"])
     scope: Scope = "read"
@@ -63,6 +71,20 @@ class TokenCreated(BaseModel):
     id: int
     token: str = Field(description="the secret, shown once", examples=["ah_0123abcd_…"])
     expires_at: datetime | None = Field(default=None, description="in UTC; never after the minting token's")
+
+
+class TokenPublic(BaseModel):
+    """A token as ``GET /tokens`` lists it: what it may do and how long, never its secret nor its hash."""
+
+    id: int
+    user: str
+    name: str
+    scope: Scope
+    namespaces: list[str]
+    created_at: datetime
+    expires_at: datetime | None = Field(description="in UTC; null: no expiry")
+    revoked_at: datetime | None
+    current: bool = Field(description="the token making this request")
 
 
 class ScopeEntry(BaseModel):

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
-from click.testing import CliRunner
 
-from adapterhub.cli.main import cli
 from adapterhub.registry import config
 from adapterhub.registry.client import Hub
+from tests.cli.support import js, ok, run
 from tests.client.support import folder_bytes, make_adapter, proxy, sha256
-
-
-def run(*args, **kwargs):
-    result = CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
-    return result
-
-
-def ok(*args, **kwargs):
-    result = run(*args, **kwargs)
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def js(*args, **kwargs):
-    return json.loads(ok(*args, "--json", **kwargs).stdout)
 
 
 def _user_token(server, name: str, scope: str = "write") -> str:

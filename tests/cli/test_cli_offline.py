@@ -13,11 +13,13 @@ from adapterhub.registry import config
 from adapterhub.registry.cache import Cache
 from tests.client.support import sha256
 
+IDENTITY_COMMANDS = [["namespace", "create"], ["namespace", "list"], ["namespace", "show"], ["user", "create"],
+                     ["user", "list"], ["token", "create"], ["token", "list"], ["token", "revoke"]]
 COMMANDS = [[], ["up"], ["serve"], ["login"], ["logout"], ["whoami"], ["push"], ["pull"], ["search"], ["show"],
             ["versions"], ["yank"], ["alias"], ["alias", "set"], ["alias", "rm"], ["alias", "ls"], ["cache"],
-            ["cache", "ls"], ["cache", "prune"]]
+            ["cache", "ls"], ["cache", "prune"], ["namespace"], ["user"], ["token"], *IDENTITY_COMMANDS]
 DATA_COMMANDS = [["whoami"], ["push"], ["pull"], ["search"], ["show"], ["versions"], ["yank"], ["alias", "set"],
-                 ["alias", "ls"], ["cache", "ls"], ["cache", "prune"], ["login"]]
+                 ["alias", "ls"], ["cache", "ls"], ["cache", "prune"], ["login"], *IDENTITY_COMMANDS]
 
 
 def run(*args, **kwargs):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -99,3 +101,50 @@ def test_up_refuses_a_port_where_something_already_answers(server, tmp_path):
     result = CliRunner().invoke(cli, ["up", "--port", str(server.port)])
     assert result.exit_code == 1
     assert result.output == f"Error: something already answers at {server.url}; stop it or pick another --port\n"
+
+
+def _lines(stream, into: queue.Queue) -> None:
+    for line in stream:
+        into.put(line)
+
+
+def _stderr_until(proc: subprocess.Popen, prefix: str, timeout: float = 180) -> list[str]:
+    """The lines ``proc`` writes on stderr up to the first that starts with ``prefix`` (read in a thread)."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
+    seen = []
+    while not seen or not seen[-1].startswith(prefix):
+        seen.append(lines.get(timeout=timeout))
+    return seen
+
+
+def test_up_honours_the_admin_token_in_the_environment_as_serve_does(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(["up", "--port", str(port)], _env(tmp_path, ADAPTERHUB_ADMIN_TOKEN="env-secret", ADAPTERHUB_UI="0"))
+    try:
+        err = "".join(_stderr_until(proc, "press Ctrl-C to stop"))
+        who = httpx.get(f"{url}/api/v1/whoami", headers={"Authorization": "Bearer env-secret"})
+        assert who.status_code == 200 and who.json()["is_admin"] is True
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, rest = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err + rest
+    assert not (tmp_path / "admin_token").exists() and not (tmp_path / "token").exists()
+    assert "env-secret" not in out + err + rest and "shown once" not in out
+    assert "admin token: ADAPTERHUB_ADMIN_TOKEN (the rule `adapterhub serve` follows too)" in err
+
+
+def test_up_prints_the_ui_url_only_once_the_ui_answers(tmp_path):
+    port, ui_port = free_port(), free_port()
+    env = _env(tmp_path, ADAPTERHUB_ADMIN_TOKEN="env-secret", ADAPTERHUB_UI_PORT=str(ui_port))
+    proc = _start(["up", "--port", str(port)], env)
+    try:
+        line = _stderr_until(proc, "UI: ")[-1]
+        assert line == f"UI: http://127.0.0.1:{ui_port}\n"
+        assert httpx.get(f"http://127.0.0.1:{ui_port}", timeout=5).status_code == 200  # it answers already
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    assert _down(f"http://127.0.0.1:{ui_port}")

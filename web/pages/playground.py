@@ -81,7 +81,7 @@ with state.errors_shown():
         ).strip()
     text = st.text_area("Input text", key="pg_text", placeholder="Type a sentence to classify or a prompt to continue")
     if st.button("Run", type="primary", disabled=not (base and (refs or source))):
-        pg = playground(base, refs, source, state.url(), state.token())
+        pg = playground(base, refs, source, state.url(), state.read_token())
         st.session_state["pg_out"] = engine.predict(pg, text, mode)
     if st.session_state.get("pg_out"):
         show(st.session_state["pg_out"])

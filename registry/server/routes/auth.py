@@ -1,15 +1,15 @@
-"""Identity: whoami, users, tokens, namespaces."""
+"""Identity: whoami, users, tokens, namespaces: making them, and listing what the caller may see."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
-from sqlmodel import select
+from fastapi import APIRouter, Path, Query, Response
+from sqlmodel import Session, select
 
 from adapterhub.registry.reference import check_name
-from adapterhub.registry.server.auth import ADMIN_USER, aware, new_token_secret
-from adapterhub.registry.server.crud import audit, get_namespace, user_by_name
+from adapterhub.registry.server.auth import ADMIN_USER, LEVEL, Principal, aware, new_token_secret
+from adapterhub.registry.server.crud import audit, get_namespace, readable_filter, user_by_name
 from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep
 from adapterhub.registry.server.errors import ApiError, error_responses
 from adapterhub.registry.server.models import Namespace, Token, User
@@ -19,11 +19,13 @@ from adapterhub.registry.server.schemas import (
     ScopeEntry,
     TokenCreate,
     TokenCreated,
+    TokenPublic,
     UserCreate,
+    UserEntry,
     UserPublic,
     WhoAmI,
 )
-from adapterhub.registry.server.tokens import check_revoke, grant, revoke_tree
+from adapterhub.registry.server.tokens import check_revoke, grant, revoke_tree, uncovered
 
 MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist (and PostgreSQL refuses it)
 # The bootstrap admin's name and the first segment of the HF API's paths: claimed by a user, they
@@ -56,6 +58,45 @@ def create_user(body: UserCreate, session: SessionDep, principal: CurrentUser) -
     audit(session, principal.name, "user.create", body.name, user=body.name)
     session.commit()
     return UserPublic(name=user.name)
+
+
+@router.get("/users", response_model=list[UserEntry], responses=error_responses(403))
+def list_users(session: SessionDep, principal: CurrentUser) -> list[UserEntry]:
+    """Admin only, as creating them is: who has an account is not a user's business."""
+    if not principal.superuser:
+        raise ApiError(403, "Forbidden", "only an admin may list users")
+    rows = session.exec(select(User).order_by(User.name)).all()
+    return [UserEntry(name=u.name, is_admin=u.is_admin, created_at=aware(u.created_at)) for u in rows]
+
+
+def _visible(session: Session, principal: Principal, tok: Token) -> bool:
+    """A token sees itself and the tokens it could revoke (`tokens.check_revoke`'s reach): a leaked
+    read token learns nothing of its user's write tokens."""
+    if principal.superuser or (principal.token is not None and principal.token.id == tok.id):
+        return True
+    return LEVEL[tok.scope] <= LEVEL[principal.scope] and not uncovered(session, principal, tok.namespaces)
+
+
+@router.get("/tokens", response_model=list[TokenPublic], responses=error_responses(403, 404))
+def list_tokens(session: SessionDep, principal: CurrentUser,
+                user: Annotated[str | None, Query(max_length=96)] = None) -> list[TokenPublic]:
+    """The caller's own tokens within its reach, oldest first, revoked and expired ones included (so
+    a revocation can be checked); admins name any ``user``. Never the secret nor its hash."""
+    own = principal.user.name if principal.user else None
+    name = check_name(user, "user name") if user is not None else own
+    if name != own and not principal.superuser:
+        raise ApiError(403, "Forbidden", "only an admin may list another user's tokens")
+    target = user_by_name(session, name) if name else None
+    if target is None:
+        if user is not None:
+            raise ApiError(404, "NotFound", f"no user {user!r}")
+        return []
+    rows = session.exec(select(Token).where(Token.user_id == target.id).order_by(Token.id)).all()
+    current = principal.token.id if principal.token is not None else None
+    return [TokenPublic(id=t.id, user=target.name, name=t.name, scope=t.scope, namespaces=list(t.namespaces),
+                        created_at=aware(t.created_at), expires_at=aware(t.expires_at),
+                        revoked_at=aware(t.revoked_at), current=t.id == current)
+            for t in rows if _visible(session, principal, t)]
 
 
 @router.post("/tokens", response_model=TokenCreated, status_code=201, responses=error_responses(403))
@@ -118,6 +159,19 @@ def create_namespace(body: NamespaceCreate, session: SessionDep, principal: Curr
     session.commit()
     return NamespacePublic(name=ns.name, private=ns.private, owner=owner.name if owner else None,
                            created_at=aware(ns.created_at))
+
+
+@router.get("/namespaces", response_model=list[NamespacePublic])
+def list_namespaces(session: SessionDep, principal: PrincipalDep) -> list[NamespacePublic]:
+    """Every namespace the caller may read, by name: the public ones, and the private ones its
+    token covers (the same rule as search, `crud.readable_filter`); a private one it may not read
+    is left out, never hinted at."""
+    query = select(Namespace, User).join(User, Namespace.owner_id == User.id, isouter=True).order_by(Namespace.name)
+    where = readable_filter(principal)
+    if where is not None:
+        query = query.where(where)
+    return [NamespacePublic(name=ns.name, private=ns.private, owner=owner.name if owner else None,
+                            created_at=aware(ns.created_at)) for ns, owner in session.exec(query).all()]
 
 
 @router.get("/namespaces/{ns}", response_model=NamespacePublic, responses=error_responses(404))
