@@ -73,6 +73,16 @@ def test_head_carries_commit_etag_and_size(hub):
     assert r.status_code == 206 and r.content == body[5:]
 
 
+def test_card_data_names_the_base_model_by_hub_id(hub):
+    """Our card may hold ``base_model`` as ``{"id", "fingerprint"}``; the Hub's clients read a string."""
+    c = client(hub.url, hub.token)
+    card = {"method": "lora", "base_model": {"id": "HuggingFaceTB/SmolLM2-135M", "fingerprint": "0" * 16}}
+    files = {**adapter_files(4), "adapterhub.json": json.dumps(card).encode()}
+    assert push(c, hub.owner, "based", "1.0.0", files).status_code == 201
+    info = httpx.get(f"{hub.url}/api/models/{hub.owner}/based").json()
+    assert info["cardData"]["base_model"] == "HuggingFaceTB/SmolLM2-135M"
+
+
 def test_model_info_and_tree(hub):
     repo = f"{hub.owner}/pub"
     info = httpx.get(f"{hub.url}/api/models/{repo}/revision/1.0.0").json()

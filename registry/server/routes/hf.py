@@ -60,6 +60,19 @@ def hf_time(dt) -> str:
     return aware(dt).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{aware(dt).microsecond // 1000:03d}Z"
 
 
+def card_data(adapter: Adapter, v: Version) -> dict:
+    """The card as the Hub's clients read it: ``base_model`` a Hub id string (HF_PROTOCOL.md), never
+    the ``{"id", "fingerprint"}`` object our own card may hold."""
+    card = {"base_model": adapter.base_model or None, "license": adapter.license or None, **(v.card or {})}
+    base = card.get("base_model")
+    if isinstance(base, dict):
+        named = base.get("id") or base.get("name_or_path") or base.get("name")
+        card["base_model"] = named if isinstance(named, str) else adapter.base_model or None
+    elif base is not None and not isinstance(base, str | list):
+        card["base_model"] = adapter.base_model or None
+    return card
+
+
 def _info(session: Session, nsrow: Namespace, adapter: Adapter, v: Version | None) -> dict:
     if v is None:
         return {"_id": f"{nsrow.name}/{adapter.name}", "id": f"{nsrow.name}/{adapter.name}",
@@ -76,7 +89,7 @@ def _info(session: Session, nsrow: Namespace, adapter: Adapter, v: Version | Non
         "tags": list(adapter.tags or []) + ["peft", "adapterhub"], "library_name": "peft",
         "pipeline_tag": adapter.task or None, "downloads": adapter.downloads,
         "lastModified": hf_time(v.created_at), "createdAt": hf_time(adapter.created_at),
-        "cardData": {"base_model": adapter.base_model, "license": adapter.license, **(v.card or {})},
+        "cardData": card_data(adapter, v),
         "siblings": [{"rfilename": f.path, "size": f.size} for f in files],
         "usedStorage": v.size, "version": v.version,
     }
