@@ -8,6 +8,11 @@ written into the repository; the cards record the sha256 of the exact training a
 
     python seed_adapters/build.py                # all
     python seed_adapters/build.py --only minilm-bbc-news-lora
+    python seed_adapters/build.py --resave-metadata  # rewrite the base's id into the committed folders
+
+Every folder names its base by its Hugging Face Hub id (``resave_metadata``): ``adapter_config.json``'s
+``base_model_name_or_path``, the card's ``base_model.id`` and the README's front matter. The weights
+are never touched by that step.
 """
 
 from __future__ import annotations
@@ -111,7 +116,70 @@ def build_one(seed: Seed, out_root: Path) -> dict[str, Any]:
         add_base_perplexity(seed, out)
     card = fmt.read_json_object(out / fmt.CARD_FILE)
     (out / fmt.README_FILE).write_text(save.render_readme(card))
-    return card
+    resave_metadata(out, seed.base)
+    return fmt.read_json_object(out / fmt.CARD_FILE)
+
+
+def _body(readme: str) -> str:
+    """A README without its front matter (the ``---`` block it opens with, if any)."""
+    if readme.startswith("---\n"):
+        end = readme.find("\n---\n", 3)
+        if end != -1:
+            return readme[end + len("\n---\n"):]
+    return readme
+
+
+def resave_metadata(folder: Path, base: str) -> None:
+    """Name the base by its Hub id in a seed folder's metadata, weights untouched.
+
+    ``base`` is the seed's catalogue name. An adapter folder's ``adapter_config.json`` records the id
+    as ``base_model_name_or_path``; its card gains ``base_model.id`` (``name_or_path`` stays, unless
+    it is a path on the machine that built it, then it becomes the id, in the README's text too); its
+    README gets the Hub's front matter before the text it already has. A recipe folder (``composition.json``) gets the
+    same for its card and README and for each adapter folder it carries.
+    """
+    from adapterhub.compose.folder import save
+    from adapterhub.compose.workflows.catalog import hub_id
+
+    base_id = hub_id(base)
+    if base_id is None:
+        raise ValueError(f"{folder.name}: {base!r} is not a catalogue base model")
+    config_path = folder / fmt.CONFIG_FILE
+    if config_path.is_file():
+        config = fmt.read_json_object(config_path)
+        if config.get("base_model_name_or_path") != base_id:
+            fmt.write_json(config_path, {**config, "base_model_name_or_path": base_id})
+    card = fmt.read_json_object(folder / fmt.CARD_FILE)
+    named = dict(card.get("base_model") or {})
+    stale = named.get("name_or_path")  # a path on the building machine, named in the README's text too
+    stale = str(stale) if stale and Path(str(stale)).is_absolute() else None
+    if stale or not named.get("name_or_path"):
+        named["name_or_path"] = base_id
+    named["id"] = base_id
+    if named != card.get("base_model"):
+        card["base_model"] = named
+        fmt.write_json(folder / fmt.CARD_FILE, card)
+    readme = folder / fmt.README_FILE
+    body = _body(readme.read_text() if readme.is_file() else f"# {folder.name}\n")
+    text = save.front_matter(card) + (body.replace(f"`{stale}`", f"`{base_id}`") if stale else body)
+    if not readme.is_file() or readme.read_text() != text:
+        readme.write_text(text)
+    recipe = folder / fmt.RECIPE_FILE
+    if recipe.is_file():
+        for entry in fmt.read_json_object(recipe).get("adapters", {}).values():
+            resave_metadata(folder / entry["folder"], base)
+
+
+def resave_all(root: Path) -> list[Path]:
+    """``resave_metadata`` over every committed seed folder and recipe under ``root``."""
+    from build_recipes import RECIPES
+
+    done = []
+    for name, base in [(s.name, s.base) for s in SEEDS] + [(r.name, r.base) for r in RECIPES]:
+        if (root / name / fmt.CARD_FILE).is_file():
+            resave_metadata(root / name, base)
+            done.append(root / name)
+    return done
 
 
 def add_base_perplexity(seed: Seed, folder: Path) -> None:
@@ -132,6 +200,7 @@ def add_base_perplexity(seed: Seed, folder: Path) -> None:
     card["metrics"]["base_perplexity"] = result.metrics["perplexity"]
     fmt.write_json(folder / fmt.CARD_FILE, card)
     (folder / fmt.README_FILE).write_text(save.render_readme(card))
+    resave_metadata(folder, seed.base)
 
 
 def instruct_metrics(base: Path, folder: Path, test_ds, labels: list[str]) -> dict[str, float]:
@@ -196,9 +265,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", action="store_true", help="print the README's table of seeds and exit")
     parser.add_argument("--base-metrics-only", action="store_true",
                         help="only (re)compute the base model's perplexity for the LM seeds already built")
+    parser.add_argument("--resave-metadata", action="store_true",
+                        help="only rewrite the base's Hub id into the built folders' metadata (weights untouched)")
     args = parser.parse_args(argv)
     if args.table:
         print(seed_table(args.out))
+        return 0
+    if args.resave_metadata:
+        for folder in resave_all(args.out):
+            print(f"resaved {folder.name}", file=sys.stderr)
         return 0
     import torch
 

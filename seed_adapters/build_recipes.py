@@ -86,7 +86,7 @@ def build_route(spec: RouteSeed, root: Path) -> dict[str, Any]:
     from adapterhub.compose.composition.blocks import Route
     from adapterhub.compose.core.model import AdapterModel
     from adapterhub.compose.workflows.base import load_base, load_tokenizer
-    from adapterhub.compose.workflows.catalog import resolve_base_model
+    from adapterhub.compose.workflows.catalog import hub_id, resolve_base_model
     from adapterhub.compose.workflows.data import load_dataset, seeded_sample
     from adapterhub.compose.workflows.evaluate import default_device, evaluate
     from adapterhub.compose.workflows.instruct import as_instructions, constrained_accuracy, prompt_for
@@ -154,7 +154,7 @@ def build_route(spec: RouteSeed, root: Path) -> dict[str, Any]:
         "task": lm_card["task"],
         "tags": ["composition", "route", "dialogue", "news", spec.base],
         "license": "apache-2.0",
-        "base_model": {**lm_card["base_model"], "name_or_path": spec.base},
+        "base_model": {**lm_card["base_model"], "name_or_path": spec.base, "id": hub_id(spec.base)},
         "composition": route.to_dict(),
         "metrics": {**{k: routed[k] for k in ("perplexity",)},
                     "token_share_to_own_expert_friends": share_lm,
@@ -182,7 +182,10 @@ def build_route(spec: RouteSeed, root: Path) -> dict[str, Any]:
     }
     fmt.write_json(out / fmt.CARD_FILE, card)
     (out / fmt.README_FILE).write_text(render_readme(card))
-    return card
+    from build import resave_metadata  # the base's Hub id in every folder of the recipe, and the front matter
+
+    resave_metadata(out, spec.base)
+    return fmt.read_json_object(out / fmt.CARD_FILE)
 
 
 def render_readme(card: dict[str, Any]) -> str:

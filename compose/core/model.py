@@ -279,10 +279,10 @@ class AdapterModel(CompositionMixin):
         return tuple(names)
 
     # ------------------------------------------------------------------ folders
-    def save_adapter(self, name: str, path: str | Path, format: str = "adapterhub", card: dict | None = None) -> Path:
-        """Write the adapter folder: PEFT's ``adapter_config.json`` + safetensors (+ ``adapterhub.json``)."""
-        self._require(name)
-        return save.save_adapter(self, name, Path(path), format=format, card=card)
+    def save_adapter(self, name: str, path: str | Path, format: str = "adapterhub", card: dict | None = None,
+                     base_model_id: str | None = None) -> Path:
+        """Write the adapter folder (PEFT's config + safetensors, + ``adapterhub.json``), the base by its Hub id."""
+        return save.save_adapter(self, name, Path(path), format=format, card=card, base_model_id=base_model_id)
 
     def load_adapter(self, source: str | Path, name: str | None = None, *, replace: bool = False,
                      set_active: bool = False, pull: Callable[[str], Path] | None = None) -> str:

@@ -1,5 +1,9 @@
 """Writing an adapter folder: ours (config, weights, card, README) or PEFT's (config, weights).
 
+The base is recorded by its Hugging Face Hub id wherever one is known (``recorded_base_id``), so a
+folder names its base the same way on every machine; the README opens with the Hub's model-card
+metadata (``front_matter``).
+
 The folder is filled in a temporary sibling and renamed into place (``adapterhub.format``), so a
 crash mid-save leaves the old folder or none, never half of one.
 """
@@ -7,6 +11,7 @@ crash mid-save leaves the old folder or none, never half of one.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +22,10 @@ from adapterhub.compose.core.fingerprint import fingerprint
 from adapterhub.compose.folder.keys import adapter_state_dict
 from adapterhub.compose.tuners import tuner_for_config
 from adapterhub.compose.tuners.site import iter_sites
+from adapterhub.compose.workflows.catalog import hub_id
 from adapterhub.errors import InvalidAdapterError
 from adapterhub.format import CARD_FILE, CONFIG_FILE, README_FILE, WEIGHTS_FILE, atomic_folder, write_json
+from adapterhub.vocab import task_named
 
 if TYPE_CHECKING:
     from adapterhub.compose.core.model import AdapterModel
@@ -30,36 +37,67 @@ FORMATS = ("adapterhub", "peft")
 CARRIED_CARD_FIELDS = ("task", "labels", "description", "tags", "license")
 
 
-def save_adapter(model: AdapterModel, name: str, path: Path, format: str = "adapterhub", card: dict | None = None) -> Path:
+def save_adapter(model: AdapterModel, name: str, path: Path, format: str = "adapterhub", card: dict | None = None,
+                 base_model_id: str | None = None) -> Path:
     if format not in FORMATS:
         raise InvalidAdapterError(f"unknown folder format {format!r}; use one of {FORMATS}")
-    config = model.ah.configs[name]
+    config = model._require(name)  # AdapterNotFoundError naming the loaded adapters
     method = tuner_for_config(config)
     if format == "peft" and config.peft_type is None:
         raise InvalidAdapterError(f"adapter {name!r} is a {method.name} adapter, which PEFT cannot load; use format='adapterhub'")
     tensors = adapter_state_dict(model, name)
+    base_id = recorded_base_id(model, config.base_model_name_or_path, base_model_id)
     path = Path(path)
     with atomic_folder(path) as tmp:
-        write_json(tmp / CONFIG_FILE, config.to_dict())
+        write_json(tmp / CONFIG_FILE, {**config.to_dict(), **({"base_model_name_or_path": base_id} if base_id else {})})
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         if format == "adapterhub":
             carried = model.ah.card_facts.get(name) or {}
-            full_card = build_card(model, name, tensors, {**carried, **(card or {})})
+            full_card = build_card(model, name, tensors, {**carried, **(card or {})}, base_id)
             write_json(tmp / CARD_FILE, full_card)
             (tmp / README_FILE).write_text(render_readme(full_card))
     return path
 
 
-def build_card(model: AdapterModel, name: str, tensors: dict[str, torch.Tensor], extra: dict | None) -> dict[str, Any]:
+# what a Hub id looks like ("org/name" or "name"); a relative path of a folder that exists is not one
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+
+
+def recorded_base_id(model, configured: str | None, explicit: str | None = None) -> str | None:
+    """The Hub id a folder records as ``base_model_name_or_path``, or None to keep the configured value.
+
+    In order: ``explicit`` (the caller's ``base_model_id=``; a catalogue name becomes its id); the
+    catalogue's id for the configured name or path or the model's ``config._name_or_path`` (a
+    catalogue name, id, or one of its local folders); else whichever of those two is not a local
+    path and reads as a Hub id. A base loaded from a folder of the user's own, not in the catalogue,
+    gets None: the folder keeps the configured value (the path), as it always has.
+    """
+    if explicit:
+        return hub_id(explicit) or explicit
+    loaded = getattr(getattr(model, "config", None), "_name_or_path", None) or None
+    candidates = [c for c in (configured, loaded) if c]
+    for candidate in candidates:
+        known = hub_id(candidate)
+        if known:
+            return known
+    for candidate in candidates:
+        if HUB_ID.fullmatch(str(candidate)) and not Path(str(candidate)).expanduser().exists():
+            return str(candidate)
+    return None
+
+
+def build_card(model: AdapterModel, name: str, tensors: dict[str, torch.Tensor], extra: dict | None,
+               base_id: str | None = None) -> dict[str, Any]:
     config = model.ah.configs[name]
     sites = site_paths(model, name)
     card: dict[str, Any] = {
         "format_version": 1,
         "name": name,
         "method": tuner_for_config(config).name,
-        "base_model": {
-            "name_or_path": config.base_model_name_or_path,
+        "base_model": {  # name_or_path: what adapter_config.json records (the id when known)
+            "name_or_path": base_id or config.base_model_name_or_path,
             "fingerprint": fingerprint(model, sites),
+            **({"id": base_id} if base_id else {}),
         },
         "config_extra": config.local_dict(),
         "trainable_parameters": int(sum(t.numel() for t in tensors.values())),
@@ -76,10 +114,45 @@ def build_card(model: AdapterModel, name: str, tensors: dict[str, torch.Tensor],
     return card
 
 
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
+
+
+def _yaml_scalar(value: Any) -> str:
+    text = str(value)
+    if _PLAIN.fullmatch(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return json.dumps(text)  # a JSON string is a YAML double-quoted scalar
+
+
+def front_matter(card: dict[str, Any]) -> str:
+    """The Hugging Face Hub's model-card metadata for a card, between ``---`` lines."""
+    base = card.get("base_model") or {}
+    meta: list[tuple[str, Any]] = []
+    if isinstance(base, dict) and base.get("id"):
+        meta.append(("base_model", base["id"]))
+    meta.append(("library_name", "peft"))
+    task = task_named(card.get("task")) if isinstance(card.get("task"), str) else None
+    if task is not None:
+        meta.append(("pipeline_tag", task.pipeline_tag))
+    if isinstance(card.get("license"), str):
+        meta.append(("license", card["license"]))
+    tags = ["adapterhub", card.get("method"), *(card.get("tags") or [])]
+    meta.append(("tags", list(dict.fromkeys(str(t) for t in tags if t))))
+    lines = ["---"]
+    for key, value in meta:
+        shown = f"[{', '.join(_yaml_scalar(v) for v in value)}]" if isinstance(value, list) else _yaml_scalar(value)
+        lines.append(f"{key}: {shown}")
+    return "\n".join(lines + ["---", ""])
+
+
 def render_readme(card: dict[str, Any]) -> str:
-    base = card.get("base_model", {}).get("name_or_path") or card["base_model"]["fingerprint"]["architecture"]
+    named = card.get("base_model", {})
+    base = named.get("name_or_path") or named.get("id") or named["fingerprint"]["architecture"]
+    if named.get("id") and Path(str(base)).is_absolute():  # a path on the machine that saved it
+        base = named["id"]
     lines = [
-        f"# {card.get('name')}",
+        front_matter(card) + f"# {card.get('name')}",
         "",
         f"A **{card['method']}** adapter for `{base}`, in adapterhub's folder format "
         "(PEFT-compatible `adapter_config.json` and `adapter_model.safetensors`).",

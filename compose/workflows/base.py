@@ -1,4 +1,4 @@
-"""The one way to load a frozen base model: a local transformers folder or a catalogue name.
+"""The one way to load a frozen base model: a local transformers folder, a catalogue name or Hub id.
 
 Training, evaluation, the UI and serving all load bases here, so they agree on what a folder is,
 which head it gets, and how the task is told when the caller does not say: a folder saved as a
@@ -37,15 +37,20 @@ def quiet_transformers():
 
 
 def base_folder(name_or_path: str | Path) -> Path:
-    """A local transformers folder, or a catalogue name (``minilm-l6``, ``smollm2-135m``) resolved to one."""
-    from adapterhub.compose.workflows.catalog import CATALOGUE, resolve_base_model
+    """A local transformers folder, or a catalogue name or Hub id (``minilm-l6``,
+    ``HuggingFaceTB/SmolLM2-135M-Instruct``, as an adapter folder's ``base_model_name_or_path``
+    records it) resolved to the catalogue's local folder: never a download."""
+    from adapterhub.compose.workflows.catalog import CATALOGUE, catalogue_entry, resolve_base_model
 
-    if str(name_or_path) in CATALOGUE and not Path(name_or_path).is_dir():
-        return resolve_base_model(str(name_or_path), say=lambda m: print(m, file=sys.stderr))
+    if not Path(name_or_path).is_dir():
+        entry = catalogue_entry(str(name_or_path))
+        if entry is not None:
+            return resolve_base_model(entry.name, say=lambda m: print(m, file=sys.stderr))
     folder = Path(name_or_path)
     if not (folder / "config.json").is_file():
+        names = ", ".join(n for e in CATALOGUE.values() for n in (e.name, e.hub_id))
         raise AdapterHubError(
-            f"{folder}: not a local transformers model folder (no config.json) nor a catalogue name ({', '.join(CATALOGUE)})"
+            f"{folder}: not a local transformers model folder (no config.json) nor a catalogue name or id ({names})"
         )
     return folder
 

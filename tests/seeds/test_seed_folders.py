@@ -35,7 +35,8 @@ def test_card_matches_files(folder):
     for split in ("train", "test"):
         assert len(card["data"][split]["sha256"]) == 64 and card["data"][split]["examples"] > 0
     assert card["data"]["train"]["sha256"] != card["data"]["test"]["sha256"]
-    assert (folder / "README.md").read_text().startswith(f"# {folder.name}")
+    readme = (folder / "README.md").read_text()
+    assert readme.startswith("---\n") and f"\n---\n# {folder.name}\n" in readme  # front matter, then the title
     header = fmt.check_safetensors_file(folder / fmt.WEIGHTS_FILE)
     n_params = sum(_numel(v["shape"]) for k, v in header.items() if k != "__metadata__")
     assert n_params == card["trainable_parameters"]
