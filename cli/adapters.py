@@ -103,7 +103,9 @@ def _render_show(d: dict):
     if v:
         parts.append(kv_table({"version": v["version"], "commit": v.get("commit"),
                                "created": f"{short_time(v.get('created_at'))} by {v.get('created_by')}",
-                               "yanked": v.get("yank_reason") if v.get("yanked") else None}))
+                               "yanked": v.get("yank_reason") if v.get("yanked") else None,
+                               "engines": ", ".join(v.get("engines") or []) or None,
+                               "warnings": "; ".join(v.get("warnings") or []) or None}))
         parts.append(table(v.get("files", []), FILE_COLUMNS))
         if v.get("evaluations"):
             parts.append(table(v["evaluations"], EVAL_COLUMNS, title="evaluations"))

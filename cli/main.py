@@ -9,6 +9,7 @@ from adapterhub.cli.adapters import pull, push, search, show, versions, yank
 from adapterhub.cli.admin import admin
 from adapterhub.cli.alias import alias
 from adapterhub.cli.auth import login, logout, whoami
+from adapterhub.cli.base import base
 from adapterhub.cli.cache import cache
 from adapterhub.cli.demo import demo
 from adapterhub.cli.errors import HubGroup
@@ -50,7 +51,7 @@ def cli(url: str | None) -> None:
     """adapterhub: push, find, pull and serve parameter-efficient adapters."""
 
 
-COMMANDS = [up, demo, seed, serve, login, logout, whoami, namespace, user, token, push, pull, search, show, versions,
+COMMANDS = [up, demo, seed, serve, base, login, logout, whoami, namespace, user, token, push, pull, search, show, versions,
             yank, alias, rollout, serve_model, cache, train, evaluate, ui, admin]
 for command in COMMANDS:
     cli.add_command(command)

@@ -140,6 +140,31 @@ def seed_step(url: str, token: str, first_start: bool) -> subprocess.Popen | Non
     return None
 
 
+def base_step(url: str, token: str, first_start: bool) -> subprocess.Popen | None:
+    """Register the catalogue's bases that are installed, mirrored, before the seeds that use them
+    are pushed (so the registry checks them); ones already registered are left as they are.
+    ``ADAPTERHUB_BASES=0`` skips this step."""
+    if os.environ.get("ADAPTERHUB_BASES", "1").lower() in ("0", "false", "no", "off"):
+        return None
+    import importlib.util
+
+    from adapterhub.cli.base import register_catalogue_or_folder
+    from adapterhub.compose.workflows.catalog import CATALOGUE
+    from adapterhub.errors import AdapterHubError, AdapterNotFoundError
+    from adapterhub.registry.client import Hub
+
+    with Hub(url=url, token=token) as hub:
+        have = {b["id"] for b in hub.bases()}
+        for entry in CATALOGUE.values():
+            if entry.hub_id in have or importlib.util.find_spec(entry.module) is None:
+                continue
+            try:
+                register_catalogue_or_folder(hub, entry.name, None, (), True)
+            except (AdapterHubError, AdapterNotFoundError) as exc:
+                note(f"could not register the base {entry.hub_id}: {exc}")
+    return None
+
+
 def ui_step(url: str, token: str, first_start: bool) -> subprocess.Popen | None:
     """Start the Streamlit UI (adapterhub.web) against ``url`` on ADAPTERHUB_UI_PORT (default 8501,
     else a free port when that one is taken); ``ADAPTERHUB_UI=0`` skips it."""
@@ -159,7 +184,7 @@ def ui_step(url: str, token: str, first_start: bool) -> subprocess.Popen | None:
 
 
 # run in order once the registry answers; a step that starts a service returns its process
-UP_STEPS: list[Callable[[str, str, bool], subprocess.Popen | None]] = [seed_step, ui_step]
+UP_STEPS: list[Callable[[str, str, bool], subprocess.Popen | None]] = [base_step, seed_step, ui_step]
 
 
 def stop(procs: list[subprocess.Popen]) -> None:

@@ -34,6 +34,7 @@ from adapterhub.errors import (
 from adapterhub.format import README_FILE
 from adapterhub.registry import config, trust
 from adapterhub.registry.cache import Cache, safe_relpath
+from adapterhub.registry.client_bases import BasesMixin
 from adapterhub.registry.client_identity import IdentityMixin
 from adapterhub.registry.client_rollouts import RolloutsMixin
 from adapterhub.registry.client_transfer import Resolution, TransferMixin
@@ -47,7 +48,7 @@ SEARCH_FILTERS = ("base_model", "method", "task", "tag", "namespace", "sort")
 _as_ref = as_reference
 
 
-class Hub(IdentityMixin, TransferMixin, RolloutsMixin):
+class Hub(IdentityMixin, TransferMixin, RolloutsMixin, BasesMixin):
     """A registry and the local cache beside it.
 
     ``url`` defaults to ``ADAPTERHUB_URL`` (else the local registry ``adapterhub up`` starts),

@@ -2,7 +2,8 @@
 
 Kept apart from ``client.py`` so that each file has one job; ``Hub`` inherits this mixin, so the
 names stay ``hub.push(...)`` and ``hub.pull(...)``. Needs ``_request``, ``_check``, ``_transport``,
-``_http``, ``cache``, ``offline``, ``progress``, ``resolve`` and ``_adapter_path`` from ``Hub``.
+``_http``, ``cache``, ``offline``, ``progress``, ``resolve``, ``_adapter_path`` and ``_check_against_base``
+from ``Hub``.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class TransferMixin:
         root = Path(folder)
         files = scan_folder(root)
         metadata = folder_metadata(root)
+        self._check_against_base(root)
         manifest = self._hash_files(root, files)
         if create_namespace:
             self._create_namespace_for_push(r.namespace)

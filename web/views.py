@@ -11,6 +11,7 @@ No Streamlit here, so each is tested as plain Python and the pages stay thin.
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 
@@ -263,3 +264,18 @@ def rollout_events(audit: list[dict], rollout_id: int) -> pd.DataFrame:
             for e in sorted(audit, key=lambda e: (str(e.get("at", "")), e.get("id") or 0), reverse=True)
             if str(e.get("action", "")).startswith("rollout.") and (e.get("details") or {}).get("rollout_id") == rollout_id]
     return pd.DataFrame(rows, columns=["at", "action", "actor", "weight", "from weight", "reason"])
+
+
+def engines_line(version: dict) -> str:
+    """Which engines can serve a version, as the registry recorded at publish (`base_compat`)."""
+    engines = version.get("engines") or []
+    return f"Served by: {', '.join(engines)}" if engines else "Served by: not recorded (published before engines were)"
+
+
+_FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n.*?^---[ \t]*\r?\n?", re.DOTALL | re.MULTILINE)
+
+
+def card_body(readme: str) -> str:
+    """A model card without its YAML front matter (the Hub's metadata block, which the Hub shows as
+    tags, not as text)."""
+    return _FRONT_MATTER.sub("", readme, count=1)

@@ -23,6 +23,7 @@ from adapterhub.registry.server.routes import (
     adapters,
     aliases,
     auth,
+    bases,
     blobs,
     evaluations,
     hf,
@@ -92,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def health() -> dict:
         return {"status": "ok"}
 
-    for module in (auth, adapters, blobs, versions, aliases, evaluations, rollouts):
+    for module in (auth, adapters, bases, blobs, versions, aliases, evaluations, rollouts):
         app.include_router(module.router, prefix="/api/v1")
     app.include_router(hf_repos.router)  # before hf.router: /api/models/... must not read as /{ns}/{name}/...
     app.include_router(hf_upload.router)

@@ -181,6 +181,7 @@ def version_out(session: Session, v: Version) -> VersionOut:
         yanked=v.yanked, yank_reason=v.yank_reason, size=v.size,
         files=[FileEntry(path=f.path, sha256=f.sha256, size=f.size) for f in files_of(session, v.id)],
         card=v.card, config=v.config, evaluations=[evaluation_out(e, v.version) for e in evals],
+        engines=list(v.engines or []), warnings=list(v.warnings or []),
     )
 
 

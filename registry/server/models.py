@@ -93,6 +93,50 @@ class Version(SQLModel, table=True):
     size: int = Field(default=0, sa_type=BigInteger)
     card: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     config: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # which engines can serve it (`adapterhub.base_compat.serving_engines`), and what publishing it
+    # noticed without refusing (an unregistered base, whose shapes nobody checked)
+    engines: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+    warnings: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
+
+
+class RegisteredBase(SQLModel, table=True):
+    """A base model adapters are trained on, keyed by its Hugging Face Hub id.
+
+    ``manifest`` is `adapterhub.base_manifest`'s: sizes and every module path with its weight
+    shapes, read from the safetensors headers; publishing checks adapters against it. With
+    ``mirror`` the base's own files (`BaseFile`) are served over the HF routes under ``hub_id``.
+    """
+
+    __tablename__ = "base_model"
+    id: int | None = Field(default=None, primary_key=True)
+    hub_id: str = Field(max_length=300, unique=True, index=True)
+    aliases: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    revision: str = Field(default="", max_length=64)  # content sha256 of its weights and config
+    architecture: str = Field(default="", max_length=200)
+    manifest: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    mirror: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    updated_by: str = Field(default="", max_length=96)
+
+
+class BaseAlias(SQLModel, table=True):
+    """One short name of a base (``minilm-l6``): unique across bases, so a name means one model."""
+
+    __tablename__ = "base_alias"
+    name: str = Field(primary_key=True, max_length=300)
+    base_id: int = Field(foreign_key="base_model.id", index=True)
+
+
+class BaseFile(SQLModel, table=True):
+    """A file of a mirrored base, stored as a blob like any adapter file."""
+
+    __tablename__ = "base_file"
+    __table_args__ = (UniqueConstraint("base_id", "path"),)
+    id: int | None = Field(default=None, primary_key=True)
+    base_id: int = Field(foreign_key="base_model.id", index=True)
+    path: str = Field(max_length=1024)
+    sha256: str = Field(foreign_key="blob.sha256", max_length=64)
+    size: int = Field(sa_type=BigInteger)
 
 
 class Blob(SQLModel, table=True):

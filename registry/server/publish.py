@@ -16,10 +16,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from adapterhub.format import CARD_FILE, CONFIG_FILE
+from adapterhub.base_compat import header_shapes
+from adapterhub.format import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 from adapterhub.registry.reference import check_alias, check_version
 from adapterhub.registry.server import validation as val
 from adapterhub.registry.server.auth import Principal
+from adapterhub.registry.server.bases import adapter_base_name, gate
 from adapterhub.registry.server.blob_access import usable_blobs
 from adapterhub.registry.server.blobstore import BlobStore
 from adapterhub.registry.server.crud import audit, lock_adapter, refresh_latest, set_alias
@@ -98,18 +100,22 @@ def check_content(path: str, size: int, read: Callable[[int, int | None], bytes]
         return parsed
     if path.lower().endswith(".safetensors"):
         n = val.safetensors_header_length(path, read(0, 8), size)
-        val.check_safetensors_header(path, read(8, 8 + n), size)
+        return val.check_safetensors_header(path, read(8, 8 + n), size)
     return None
 
 
-def _read_contents(store: BlobStore, files: list[FileEntry]) -> dict[str, dict]:
-    """Parse the JSON cards and check every safetensors header, reading only headers."""
+def _read_contents(store: BlobStore, files: list[FileEntry]) -> tuple[dict[str, dict], dict[str, list[int]]]:
+    """The parsed JSON cards and the weights' tensor shapes; every safetensors header is checked,
+    reading only headers."""
     parsed: dict[str, dict] = {"config": {}, "card": {}}
+    tensors: dict[str, list[int]] = {}
     for f in files:
         content = check_content(f.path, f.size, lambda start, end, sha=f.sha256: store.read(sha, start, end))
-        if content is not None:
+        if f.path in JSON_FILES:
             parsed[JSON_FILES[f.path]] = content
-    return parsed
+        elif f.path == WEIGHTS_FILE:
+            tensors = header_shapes(content)
+    return parsed, tensors
 
 
 def publish(session: Session, store: BlobStore, principal: Principal, ns: Namespace, adapter: Adapter,
@@ -121,7 +127,8 @@ def publish(session: Session, store: BlobStore, principal: Principal, ns: Namesp
     _raise_if_exists(session, adapter, body.version)
     check_files(body.files)
     check_blobs(session, principal, body.files)
-    parsed = _read_contents(store, body.files)
+    parsed, tensors = _read_contents(store, body.files)
+    engines, warnings = gate(session, parsed["config"], tensors, adapter_base_name(parsed["config"], adapter.base_model))
     try:
         adapter = lock_adapter(session, adapter.id)
         _raise_if_exists(session, adapter, body.version)
@@ -129,7 +136,8 @@ def publish(session: Session, store: BlobStore, principal: Principal, ns: Namesp
             guard_alias(session, adapter.id, body.alias)
         v = Version(adapter_id=adapter.id, version=body.version,
                     commit=manifest_commit(ns.name, adapter.name, body.version, body.files),
-                    created_by=actor, size=sum(f.size for f in body.files), **parsed)
+                    created_by=actor, size=sum(f.size for f in body.files), engines=engines, warnings=warnings,
+                    **parsed)
         session.add(v)
         session.flush()
         for f in body.files:

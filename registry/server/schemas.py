@@ -209,6 +209,8 @@ class VersionOut(BaseModel):
     card: dict
     config: dict
     evaluations: list[EvaluationOut]
+    engines: list[str] = []  # which engines can serve it (adapterhub.base_compat.serving_engines)
+    warnings: list[str] = []  # what publishing noticed without refusing (say, an unregistered base)
 
 
 class YankIn(BaseModel):
@@ -360,3 +362,24 @@ class RolloutOut(BaseModel):
     updated_at: datetime
     updated_by: str
     arms: dict[str, ArmOut]
+
+
+class BaseCreate(BaseModel):
+    """A base model to register (admin): its Hub id, short names, manifest, and (to mirror it) files."""
+
+    id: str = Field(max_length=300, examples=["HuggingFaceTB/SmolLM2-135M-Instruct"])
+    aliases: list[str] = Field(default_factory=list, max_length=32, examples=[["smollm2-135m"]])
+    manifest: dict = Field(description="adapterhub.base_manifest: sizes and every module's weight shapes")
+    mirror: bool = False
+    files: list[FileEntry] = Field(default_factory=list, max_length=MAX_FILES_PER_VERSION)
+
+
+class BaseOut(BaseModel):
+    id: str
+    aliases: list[str]
+    revision: str
+    architecture: str
+    mirror: bool
+    modules: int
+    files: list[FileEntry]
+    manifest: dict | None = None  # only when one base is read

@@ -9,6 +9,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from adapterhub.registry.server.auth import Principal
+from adapterhub.registry.server.bases import base_names
 from adapterhub.registry.server.crud import best_metrics, latest_metrics, readable_filter, summaries
 from adapterhub.registry.server.errors import ApiError
 from adapterhub.registry.server.models import Adapter, Namespace
@@ -66,8 +67,10 @@ def search(session: Session, principal: Principal, *, q: str = "", base_model: s
             func.lower(Adapter.description).contains(word, autoescape=True),
             func.lower(Adapter.tags_text).contains(word, autoescape=True),
         ))
-    for col, value in ((Adapter.base_model, base_model), (Adapter.method, method), (Adapter.task, task),
-                       (Namespace.name, namespace)):
+    if base_model:  # a registered base's id and its aliases find the same adapters
+        names = base_names(session, base_model)
+        stmt = stmt.where(Adapter.base_model == names[0] if len(names) == 1 else Adapter.base_model.in_(names))
+    for col, value in ((Adapter.method, method), (Adapter.task, task), (Namespace.name, namespace)):
         if value:
             stmt = stmt.where(col == value)
     if tag:

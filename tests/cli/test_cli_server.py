@@ -19,8 +19,10 @@ pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this modul
 
 
 def _env(home, **extra) -> dict:
+    """A fresh home; no base registration (``up`` would convert and mirror 600 MB of models into
+    each test's home: tests/registry/test_bases.py registers and mirrors them)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTERHUB_")}
-    return {**env, "ADAPTERHUB_HOME": str(home), **extra}
+    return {**env, "ADAPTERHUB_HOME": str(home), "ADAPTERHUB_BASES": "0", **extra}
 
 
 def _healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:

@@ -81,6 +81,7 @@ def test_card_data_names_the_base_model_by_hub_id(hub):
     assert push(c, hub.owner, "based", "1.0.0", files).status_code == 201
     info = httpx.get(f"{hub.url}/api/models/{hub.owner}/based").json()
     assert info["cardData"]["base_model"] == "HuggingFaceTB/SmolLM2-135M"
+    assert info["cardData"]["library_name"] == "peft"
 
 
 def test_model_info_and_tree(hub):

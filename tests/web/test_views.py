@@ -87,3 +87,14 @@ def test_block_frame_is_sites_by_children_and_the_heatmap_draws_every_cell():
     assert {(c["site"], c["adapter"], c["attention"]) for c in cells} == {
         ("0.q_proj", "news", 0.25), ("0.q_proj", "sent", 0.75), ("1.q_proj", "news", 0.6), ("1.q_proj", "sent", 0.4)}
     assert spec["layer"][0]["encoding"]["y"]["sort"] == ["0.q_proj", "1.q_proj"]
+
+
+def test_engines_line_names_the_engines_or_says_none_were_recorded():
+    assert views.engines_line({"engines": ["peft", "vllm"]}) == "Served by: peft, vllm"
+    assert views.engines_line({}) == "Served by: not recorded (published before engines were)"
+
+
+def test_card_body_drops_the_front_matter_only():
+    card = "---\nbase_model: sentence-transformers/all-MiniLM-L6-v2\nlibrary_name: peft\n---\n# Title\n\ntext ---\n"
+    assert views.card_body(card) == "# Title\n\ntext ---\n"
+    assert views.card_body("# no metadata\n---\n") == "# no metadata\n---\n"

@@ -39,7 +39,7 @@ def overview(ref: str, versions: list[dict], version: dict) -> None:
     readme = next((f for f in version.get("files", []) if f["path"].lower() == "readme.md"), None)
     st.subheader("Card")
     if readme:
-        st.markdown(state.file_text(ref, version["version"], readme["path"]), unsafe_allow_html=False)
+        st.markdown(views.card_body(state.file_text(ref, version["version"], readme["path"])), unsafe_allow_html=False)
     elif version.get("card"):
         st.json(version["card"], expanded=False)
     else:
@@ -47,6 +47,9 @@ def overview(ref: str, versions: list[dict], version: dict) -> None:
 
 
 def details(version: dict) -> None:
+    st.caption(views.engines_line(version))
+    for warning in version.get("warnings") or []:
+        st.warning(warning)
     st.subheader(f"Files of {version['version']}")
     st.dataframe(views.files_table(version), hide_index=True, width="stretch")
     left, right = st.columns(2)

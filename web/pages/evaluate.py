@@ -12,9 +12,10 @@ UPLOAD = "upload a file ..."
 
 
 def base_choice(base_model: str | None) -> str:
-    from adapterhub.compose.workflows.catalog import CATALOGUE
+    from adapterhub.compose.workflows.catalog import CATALOGUE, catalogue_entry
 
-    options, index = views.base_choices(base_model, list(CATALOGUE), LOCAL)
+    entry = catalogue_entry(base_model) if base_model else None  # the registry records the Hub id
+    options, index = views.base_choices(entry.name if entry else base_model, list(CATALOGUE), LOCAL)
     picked = st.selectbox("Base model", options, index=index, key="ev_base",
                           help="A catalogue model (installed from PyPI) or a local transformers folder.")
     return st.text_input("Base model folder", key="ev_base_path").strip() if picked == LOCAL else picked

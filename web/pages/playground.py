@@ -59,7 +59,7 @@ def show_block(entry: dict) -> None:
 
 st.title("Compose playground")
 with state.errors_shown():
-    from adapterhub.compose.workflows.catalog import CATALOGUE
+    from adapterhub.compose.workflows.catalog import CATALOGUE, catalogue_entry
 
     cols = st.columns([1, 2])
     typed = cols[1].text_input("Adapters (references, comma separated)", key="pg_refs",
@@ -67,7 +67,8 @@ with state.errors_shown():
     refs = tuple(r.strip() for r in typed.split(",") if r.strip())
     readable = state.readable(refs)  # every reference, not only the first, must be the session's to read
     first = readable[0].get("base_model") if readable else None
-    options, index = views.base_choices(first, list(CATALOGUE), LOCAL)
+    entry = catalogue_entry(first) if first else None  # the registry records the Hub id
+    options, index = views.base_choices(entry.name if entry else first, list(CATALOGUE), LOCAL)
     picked = cols[0].selectbox("Base model", options, index=index, key="pg_base")
     base = cols[0].text_input("Base model folder", key="pg_base_path").strip() if picked == LOCAL else picked
     mode = st.radio("Composition", engine.MODES, horizontal=True, key="pg_mode", format_func=MODE_LABELS.get)

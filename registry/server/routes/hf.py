@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 from adapterhub.errors import InvalidReferenceError
 from adapterhub.registry.reference import DEFAULT_REVISION
 from adapterhub.registry.server.auth import aware
+from adapterhub.registry.server.base_mirror import base_files, base_info, mirrored_base, resolve_base_file
 from adapterhub.registry.server.crud import files_of, get_adapter, require, resolve_revision
 from adapterhub.registry.server.deps import HfPrincipalDep, SessionDep, StoreDep
 from adapterhub.registry.server.errors import ApiError, error_responses
@@ -63,7 +64,8 @@ def hf_time(dt) -> str:
 def card_data(adapter: Adapter, v: Version) -> dict:
     """The card as the Hub's clients read it: ``base_model`` a Hub id string (HF_PROTOCOL.md), never
     the ``{"id", "fingerprint"}`` object our own card may hold."""
-    card = {"base_model": adapter.base_model or None, "license": adapter.license or None, **(v.card or {})}
+    card = {"base_model": adapter.base_model or None, "license": adapter.license or None, "library_name": "peft",
+            **(v.card or {})}
     base = card.get("base_model")
     if isinstance(base, dict):
         named = base.get("id") or base.get("name_or_path") or base.get("name")
@@ -97,11 +99,15 @@ def _info(session: Session, nsrow: Namespace, adapter: Adapter, v: Version | Non
 
 @api.get("")
 def model_info(ns: str, name: str, session: SessionDep, principal: HfPrincipalDep) -> dict:
+    if (base := mirrored_base(session, ns, name)) is not None:
+        return base_info(session, base, hf_time)
     return _info(session, *_target(session, principal, ns, name, "main"))
 
 
 @api.get("/revision/{rev:path}")  # HF clients send a revision with '/' (refs/pr/1) %2F-encoded
 def model_info_revision(ns: str, name: str, rev: str, session: SessionDep, principal: HfPrincipalDep) -> dict:
+    if (base := mirrored_base(session, ns, name, rev)) is not None:
+        return base_info(session, base, hf_time)
     return _info(session, *_target(session, principal, ns, name, rev))
 
 
@@ -137,6 +143,8 @@ def _tree(files: list[File], prefix: str, recursive: bool) -> list[dict]:
 @api.get("/tree/{rev}/{path:path}")
 def tree(ns: str, name: str, rev: str, session: SessionDep, principal: HfPrincipalDep, path: str = "",
          recursive: str = "false") -> list[dict]:
+    if (base := mirrored_base(session, ns, name, rev)) is not None:
+        return _tree(base_files(session, base), path, recursive.lower() in ("true", "1", "yes"))
     _nsrow, _adapter, v = _target(session, principal, ns, name, rev)
     if v is None:
         if path:
@@ -155,6 +163,8 @@ def tree(ns: str, name: str, rev: str, session: SessionDep, principal: HfPrincip
 @router.head("/{ns}/{name}/resolve/{rev}/{path:path}", response_class=Response, responses=RESOLVE_RESPONSES)
 def resolve_file(ns: str, name: str, rev: str, path: str, request: Request, session: SessionDep,
                  principal: HfPrincipalDep, store: StoreDep) -> Response:
+    if (base := mirrored_base(session, ns, name, rev)) is not None:
+        return resolve_base_file(request, session, store, base, path)
     _nsrow, _adapter, v = _target(session, principal, ns, name, rev)
     if v is None:  # push_to_hub reads the old card first: none yet must read as a missing file
         raise ApiError(404, "EntryNotFound", f"{ns}/{name} has no version yet, so no file {path!r}",
