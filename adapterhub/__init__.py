@@ -49,6 +49,7 @@ _LAZY = {
     "Route": "adapterhub.compose.composition.blocks",
     "Hub": "adapterhub.registry.client",
     "AdapterServer": "adapterhub.compose.serving.server",
+    "ray_deployment": "adapterhub.compose.serving.ray_backend",  # needs adapterhub[ray]
 }
 
 __all__ = [

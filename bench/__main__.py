@@ -11,13 +11,14 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from bench import common, composition, engine, load, registry_bench, serving
+from bench import common, composition, engine, load, registry_bench, serving, serving_ray
 
 BENCHES: dict[str, tuple[Callable[[bool, Callable[[str], bool]], dict], Callable[[dict], None]]] = {
     "engine": (engine.run, engine.print_tables),
     "registry": (registry_bench.run, registry_bench.print_tables),
     "composition": (composition.run, composition.print_tables),
     "serving": (serving.run, serving.print_tables),
+    "ray": (serving_ray.run, serving_ray.print_tables),
     "load": (load.run, load.print_tables),
 }
 

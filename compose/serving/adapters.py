@@ -95,6 +95,7 @@ class AdapterCache:
                     raise IncompatibleAdapterError(f"{exact} cannot be served on base {self.base_name!r}: {exc}") from exc
                 size = sum(p.numel() * p.element_size() for p in self.model.adapter_parameters(name))
             entry = Entry(exact, name, size, labels=card_labels(Path(folder)))
+            self.metrics.adapter_loaded(exact)
             with self._lock:
                 self._lru[exact] = entry
                 self.evict()
@@ -116,6 +117,19 @@ class AdapterCache:
                     self.model.delete_adapter(entry.name)
                 del self._lru[exact]
                 log.info("evicted %s (%d bytes)", exact, entry.bytes)
+
+    def drop(self, exact: str) -> bool:
+        """Unload ``exact`` now unless pinned or in use (Ray Serve's multiplexer evicted it: memory
+        follows the router's view of what this replica holds); True if it was unloaded."""
+        with self._lock:
+            entry = self._lru.get(exact)
+            if entry is None or entry.pinned or entry.in_use:
+                return False
+            with self.model_lock:
+                self.model.delete_adapter(entry.name)
+            del self._lru[exact]
+            log.info("dropped %s (%d bytes)", exact, entry.bytes)
+            return True
 
     def _over_budget(self) -> bool:
         total = sum(e.bytes for e in self._lru.values())

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from adapterhub.compose.serving.requests import PromptTooLongError, WrongTaskError
+from adapterhub.compose.serving.requests import PromptTooLongError, ReplicaUnavailableError, WrongTaskError
 from adapterhub.compose.serving.server import AdapterServer
 from adapterhub.errors import (
     AdapterHubError,
@@ -33,6 +33,7 @@ STATUS: list[tuple[type[BaseException], int, str]] = [
     (AdapterNotFoundError, 404, "model_not_found"),
     (IncompatibleAdapterError, 422, "incompatible_adapter"),
     (PromptTooLongError, 413, "prompt_too_long"),
+    (ReplicaUnavailableError, 503, "replica_unavailable"),
     (WrongTaskError, 400, "wrong_task"),
     (InvalidReferenceError, 400, "invalid_model"),
     (InvalidAdapterError, 400, "invalid_request"),
@@ -94,7 +95,7 @@ def _headers(results) -> dict[str, str]:
     return {"X-Adapterhub-Version": r.exact, "X-Adapterhub-Arm": r.arm}
 
 
-def get_server(request: Request) -> AdapterServer:
+def get_server(request: Request) -> AdapterServer:  # or the Ray router's stand-in (`ray_backend.Fleet`)
     """The engine the app was built over; routes take it as a dependency, like the registry's state."""
     return request.app.state.server
 
@@ -191,9 +192,9 @@ async def _any_error(_request: Request, exc: Exception) -> JSONResponse:
     return _error(exc)
 
 
-def create_app(server: AdapterServer) -> FastAPI:
-    """The FastAPI app over ``server`` (which the caller owns and closes)."""
-    app = FastAPI(title="adapterhub serve-model", version="1")
+def install(app: FastAPI, server: Any) -> FastAPI:
+    """Put the routes on ``app`` over ``server``: an `AdapterServer`, or the Ray router's `Fleet`
+    (one HTTP surface for both backends)."""
     app.state.server = server
     app.add_exception_handler(Exception, _any_error)
     for router in (inference, models_router, ops):
@@ -201,4 +202,9 @@ def create_app(server: AdapterServer) -> FastAPI:
     return app
 
 
-__all__ = ["create_app"]
+def create_app(server: AdapterServer) -> FastAPI:
+    """The FastAPI app over ``server`` (which the caller owns and closes)."""
+    return install(FastAPI(title="adapterhub serve-model", version="1"), server)
+
+
+__all__ = ["create_app", "install"]

@@ -29,6 +29,7 @@ class Metrics:
         self.cache: dict[tuple[str, str], int] = defaultdict(int)  # (cache, result)
         self.batches = 0
         self.batch_rows = 0
+        self.loads: dict[str, int] = defaultdict(int)  # exact version -> times loaded into this process
 
     def observe(self, adapter: str, arm: str, status: str, seconds: float | None) -> None:
         with self._lock:
@@ -45,6 +46,10 @@ class Metrics:
     def cache_event(self, cache: str, hit: bool) -> None:
         with self._lock:
             self.cache[(cache, "hit" if hit else "miss")] += 1
+
+    def adapter_loaded(self, exact: str) -> None:
+        with self._lock:
+            self.loads[exact] += 1
 
     def batch(self, rows: int) -> None:
         with self._lock:
@@ -78,6 +83,10 @@ class Metrics:
                     f"adapterhub_batches_total {self.batches}",
                     "# HELP adapterhub_batch_rows_total Rows over all micro-batches.",
                     "# TYPE adapterhub_batch_rows_total counter", f"adapterhub_batch_rows_total {self.batch_rows}"]
+            out += ["# HELP adapterhub_adapter_loads_total Adapter versions loaded into memory (a reload after "
+                    "an eviction counts again).", "# TYPE adapterhub_adapter_loads_total counter"]
+            for exact, n in sorted(self.loads.items()):
+                out.append(f"adapterhub_adapter_loads_total{lbl(adapter=exact)} {n}")
         out += ["# HELP adapterhub_adapters_loaded Adapters in memory.", "# TYPE adapterhub_adapters_loaded gauge",
                 f"adapterhub_adapters_loaded {loaded}",
                 "# HELP adapterhub_adapter_bytes Bytes of adapter weights in memory.",

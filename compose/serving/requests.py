@@ -22,6 +22,10 @@ class PromptTooLongError(AdapterHubError):
     """A prompt longer than the server accepts (HTTP 413)."""
 
 
+class ReplicaUnavailableError(AdapterHubError):
+    """The replica holding a request died or is restarting (HTTP 503: the client retries)."""
+
+
 class WrongTaskError(AdapterHubError, ValueError):
     """A completion asked of a classifier base, or a classification of a language-model base (HTTP 400)."""
 

@@ -138,17 +138,18 @@ class AdapterServer:
             return self.tokenizer(text, add_special_tokens=self.task == CLASSIFICATION.name)["input_ids"]
 
     def submit(self, ref: str, prompt: str | list[int], *, key: str | None = None, max_tokens: int = 16,
-               kind: str = "generate") -> Future:
+               kind: str = "generate", resolved: Resolved | None = None) -> Future:
         """Validate one request and queue it; the Future gives a `Completion` or `Classification`.
 
         Raises at once for an unknown adapter, the wrong task or an oversized prompt. A cold adapter
         is pulled and loaded in the background and the request queued when it is in memory (no
-        thread waits meanwhile); an adapter built for another base fails the Future.
+        thread waits meanwhile); an adapter built for another base fails the Future. ``resolved``
+        skips the resolve: a Ray replica gets the version (and arm) its router resolved.
         """
         if self._closed.is_set():
             raise AdapterHubError("the server is shutting down")
         ids, max_tokens = self.limits.check(kind, prompt, max_tokens, self.encode)
-        resolved = self.resolve(ref, key)
+        resolved = resolved or self.resolve(ref, key)
         out: Future = Future()
         self._enqueue_when_loaded(out, kind, resolved, ids, max_tokens, time.perf_counter(), ENQUEUE_TRIES)
         return out
@@ -166,7 +167,7 @@ class AdapterServer:
                     self._enqueue_when_loaded(out, kind, resolved, ids, max_tokens, started, tries - 1)
                     return
             except Exception as exc:
-                self._record(resolved, False, time.perf_counter() - started)
+                self.record_outcome(resolved, False, time.perf_counter() - started)
                 with contextlib.suppress(InvalidStateError):
                     out.set_exception(exc)
                 return
@@ -184,7 +185,7 @@ class AdapterServer:
     def _finish(self, row: Request, result: object, error: BaseException | None) -> None:
         """Answer one row exactly once: release its adapter, count it, settle its Future."""
         self.adapters.release(row.entry)
-        self._record(row.resolved, error is None, time.perf_counter() - row.started)
+        self.record_outcome(row.resolved, error is None, time.perf_counter() - row.started)
         try:
             if error is not None:
                 row.future.set_exception(error)
@@ -194,7 +195,8 @@ class AdapterServer:
             pass
 
     # ------------------------------------------------------------------ outcomes and metrics
-    def _record(self, resolved: Resolved, ok: bool, seconds: float | None) -> None:
+    def record_outcome(self, resolved: Resolved, ok: bool, seconds: float | None) -> None:
+        """Count one answered (or failed) request in the metrics and the rollout outcomes."""
         self.metrics.observe(resolved.reference, resolved.arm, "ok" if ok else "error", seconds)
         self.outcomes.record(resolved, ok, seconds)
 

@@ -154,5 +154,6 @@ def test_train_names_the_catalogue_for_an_unknown_base(work, tmp_path):
     result = run("train", "--base", tmp_path / "nowhere", "--data", work["train"], "--out", tmp_path / "x", "--steps", "1")
     assert result.exit_code == 1
     assert result.output == (f"Error: {tmp_path / 'nowhere'}: not a local transformers model folder (no config.json) "
-                             "nor a catalogue name (smollm2-135m, minilm-l6)\n")
+                             "nor a catalogue name or id (smollm2-135m, HuggingFaceTB/SmolLM2-135M-Instruct, minilm-l6, "
+                             "sentence-transformers/all-MiniLM-L6-v2)\n")
     assert not (tmp_path / "x").exists()
