@@ -46,10 +46,12 @@ CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 _CHUNK = 1 << 20
 
 
-def base_manifest(folder: Path) -> dict[str, Any]:
+def base_manifest(folder: Path, content_hash: bool = True) -> dict[str, Any]:
     """The manifest of the Hugging Face model saved in ``folder`` (``config.json`` and
     ``model.safetensors`` or the shards ``model.safetensors.index.json`` lists); a FormatError
-    naming the file when one is missing or unreadable."""
+    naming the file when one is missing or unreadable. ``content_hash=False`` leaves out the
+    revision (``content_sha256`` None): reading every weight byte is the only slow part, and
+    checking shapes does not need it."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FormatError(f"{folder} is not a folder")
@@ -68,7 +70,7 @@ def base_manifest(folder: Path) -> dict[str, Any]:
         "architecture": architecture if isinstance(architecture, str) else None,
         "model_type": config.get("model_type"),
         **sizes,
-        "content_sha256": content_sha256([folder / MODEL_CONFIG, *files]),
+        "content_sha256": content_sha256([folder / MODEL_CONFIG, *files]) if content_hash else None,
         "modules": dict(sorted(modules.items())),
     }
 
