@@ -43,10 +43,6 @@ def base_info(session: Session, row: RegisteredBase, hf_time) -> dict:
             "usedStorage": sum(f.size for f in files)}
 
 
-def base_files(session: Session, row: RegisteredBase):
-    return files_of_base(session, row.id)
-
-
 def resolve_base_file(request: Request, session: Session, store: BlobStore, row: RegisteredBase, path: str) -> Response:
     headers = {"X-Repo-Commit": base_commit(row)}
     f = next((f for f in files_of_base(session, row.id) if f.path == path), None)

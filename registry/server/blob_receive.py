@@ -17,14 +17,18 @@ from adapterhub.registry.server.errors import ApiError
 from adapterhub.registry.server.publish import record_blob
 
 
-def declared_length(request: Request, limit: int) -> int:
-    """The body's ``Content-Length``, refused before a byte is read when absent, encoded or too large."""
+def refuse_encoding(request: Request) -> None:
+    """We never inflate an upload (no bomb can expand here), and storing the encoded bytes would
+    serve something other than what the uploader meant."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        # we never inflate an upload (no bomb can expand here), and storing the encoded bytes
-        # would serve something other than what the uploader meant
         raise ApiError(415, "UnsupportedEncoding",
                        f"Content-Encoding {encoding!r} is not accepted: send the blob's raw bytes")
+
+
+def declared_length(request: Request, limit: int) -> int:
+    """The body's ``Content-Length``, refused before a byte is read when absent, encoded or too large."""
+    refuse_encoding(request)
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise ApiError(411, "LengthRequired", "send the blob with a Content-Length header")

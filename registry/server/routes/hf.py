@@ -16,7 +16,8 @@ from sqlmodel import Session, select
 from adapterhub.errors import InvalidReferenceError
 from adapterhub.registry.reference import DEFAULT_REVISION
 from adapterhub.registry.server.auth import aware
-from adapterhub.registry.server.base_mirror import base_files, base_info, mirrored_base, resolve_base_file
+from adapterhub.registry.server.base_mirror import base_info, mirrored_base, resolve_base_file
+from adapterhub.registry.server.bases import files_of_base
 from adapterhub.registry.server.crud import files_of, get_adapter, require, resolve_revision
 from adapterhub.registry.server.deps import HfPrincipalDep, SessionDep, StoreDep
 from adapterhub.registry.server.errors import ApiError, error_responses
@@ -144,7 +145,7 @@ def _tree(files: list[File], prefix: str, recursive: bool) -> list[dict]:
 def tree(ns: str, name: str, rev: str, session: SessionDep, principal: HfPrincipalDep, path: str = "",
          recursive: str = "false") -> list[dict]:
     if (base := mirrored_base(session, ns, name, rev)) is not None:
-        return _tree(base_files(session, base), path, recursive.lower() in ("true", "1", "yes"))
+        return _tree(files_of_base(session, base.id), path, recursive.lower() in ("true", "1", "yes"))
     _nsrow, _adapter, v = _target(session, principal, ns, name, rev)
     if v is None:
         if path:

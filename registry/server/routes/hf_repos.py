@@ -21,6 +21,7 @@ from adapterhub.registry.server.crud import (
     delete_alias,
     require,
     resolve_revision,
+    set_alias,
     versions_newest_first,
 )
 from adapterhub.registry.server.deps import CurrentUser, HfPrincipalDep, SessionDep
@@ -204,10 +205,9 @@ def _new_alias(session: Session, principal, nsrow: Namespace, adapter: Adapter, 
                is_tag: bool) -> None:
     if session.exec(select(Alias.id).where(Alias.adapter_id == adapter.id, Alias.name == name)).first():
         raise ApiError(409, "RefExists", f"{'tag' if is_tag else 'branch'} {name!r} exists")
-    alias = Alias(adapter_id=adapter.id, name=name, version_id=v.id, updated_by=principal.name, is_tag=is_tag)
-    session.add(alias)
-    audit(session, principal.name, "tag.create" if is_tag else "alias.set", nsrow.name, adapter.id, alias=name,
-          version=v.version, previous=None)
+    set_alias(session, principal.name, nsrow, adapter, name, v)  # the history and audit rows of any alias
+    if is_tag:
+        session.exec(select(Alias).where(Alias.adapter_id == adapter.id, Alias.name == name)).one().is_tag = True
     session.commit()
 
 

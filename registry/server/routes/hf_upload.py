@@ -22,7 +22,7 @@ from adapterhub.registry.server import signing
 from adapterhub.registry.server import validation as val
 from adapterhub.registry.server.auth import Principal
 from adapterhub.registry.server.blob_access import usable_blobs
-from adapterhub.registry.server.blob_receive import receive_blob, record
+from adapterhub.registry.server.blob_receive import receive_blob, record, refuse_encoding
 from adapterhub.registry.server.crud import files_of
 from adapterhub.registry.server.deps import CurrentUser, HfPrincipalDep, SettingsDep, StoreDep
 from adapterhub.registry.server.errors import ApiError, error_responses
@@ -166,9 +166,7 @@ async def lfs_upload(oid: str, size: int, user: int, expires: int, signature: st
     length = request.headers.get("content-length")
     if length is not None and length != str(size):
         raise ApiError(422, "SizeMismatch", f"Content-Length {length} is not the {size} bytes the URL was signed for")
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
-        raise ApiError(415, "UnsupportedEncoding", f"Content-Encoding {encoding!r} is not accepted: send the raw bytes")
+    refuse_encoding(request)
     got = await receive_blob(request, store, oid, size)
     await run_in_threadpool(record, request, user or None, oid, got)
     return Response(status_code=200)
