@@ -192,6 +192,12 @@ class Hub(IdentityMixin, TransferMixin, RolloutsMixin, BasesMixin):
         r = _as_ref(ref)
         return self._request("GET", f"{self._adapter_path(r)}/audit", ref=r).json()
 
+    def evaluations(self, ref: str | Reference) -> list[dict]:
+        """Every evaluation of the adapter (every version), oldest first, each with its ``version``,
+        and its ``protocol``, ``confusion_matrix`` and ``verification`` (None when not recorded)."""
+        r = _as_ref(ref)
+        return self._request("GET", f"{self._adapter_path(r)}/evaluations", ref=r).json()
+
     # -- aliases -----------------------------------------------------------------------------
     def aliases(self, ref: str | Reference) -> dict[str, str]:
         r = _as_ref(ref)
@@ -222,11 +228,21 @@ class Hub(IdentityMixin, TransferMixin, RolloutsMixin, BasesMixin):
         return Resolution(*trust.checked_resolution(r, body), body.get("arm") or "stable", body.get("rollout_id"))
 
     # -- writes ------------------------------------------------------------------------------
-    def post_eval(self, ref: str | Reference, dataset: str, dataset_sha256: str, metrics: dict) -> dict:
-        """Record an evaluation of the version ``ref`` resolves to; returns the EvaluationOut."""
+    def post_eval(self, ref: str | Reference, dataset: str, dataset_sha256: str, metrics: dict, *,
+                  protocol: dict | None = None, confusion_matrix: list[list[int]] | None = None,
+                  verification: dict | None = None) -> dict:
+        """Record an evaluation of the version ``ref`` resolves to; returns the EvaluationOut.
+
+        ``protocol`` is how it was run (`adapterhub.eval_protocol.EvalProtocol.to_dict()`),
+        ``confusion_matrix`` its counts (rows true, columns predicted, in ``protocol["labels"]``
+        order), ``verification`` what a re-run checked: ``{"of": <evaluation id>}`` or
+        ``{"of_card": True}``, with ``"reproduced"`` and ``"differences"``. Each is sent only when
+        given; the registry refuses a malformed one (`RegistryError`, code ``InvalidEvaluation``)."""
         r = _as_ref(ref)
         version = r.version or self.resolve(r).version
         body = {"dataset": dataset, "dataset_sha256": dataset_sha256, "metrics": metrics}
+        extra = {"protocol": protocol, "confusion_matrix": confusion_matrix, "verification": verification}
+        body.update({k: v for k, v in extra.items() if v is not None})
         return self._request("POST", f"{self._adapter_path(r)}/versions/{version}/evaluations", ref=r, json=body).json()
 
     def yank(self, ref: str | Reference, reason: str) -> dict:

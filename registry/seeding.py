@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from adapterhub.errors import AdapterNotFoundError
+from adapterhub.eval_protocol import card_results
 from adapterhub.format import CARD_FILE, CONFIG_FILE, RECIPE_FILE, read_json_object
 from adapterhub.registry.client import Hub
 
@@ -32,13 +33,11 @@ def seed_registry(hub: Hub, root: Path, say: Callable[[str], None] = print) -> l
             continue
         hub.push(folder, ref, version=VERSION, alias="stable")
         card = read_json_object(folder / CARD_FILE) if (folder / CARD_FILE).is_file() else {}
-        test = (card.get("data") or {}).get("test") or {}
-        metrics = {k: v for k, v in (card.get("metrics") or {}).items() if isinstance(v, (int, float))}
-        if metrics and test.get("sha256"):
-            hub.post_eval(f"{ref}@{VERSION}", test.get("source", "test"), test["sha256"], metrics)
-        for extra in card.get("evaluations") or []:  # a recipe scored on more than one dataset
-            if extra.get("metrics") and extra.get("sha256"):
-                hub.post_eval(f"{ref}@{VERSION}", extra.get("source", "test"), extra["sha256"], extra["metrics"])
+        for protocol, recorded in card_results(card):  # the card's figures, each with how it was scored
+            metrics = {k: v for k, v in recorded["metrics"].items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            hub.post_eval(f"{ref}@{VERSION}", protocol.data.label(), recorded["data_sha256"] or "", metrics,
+                          protocol=protocol.to_dict(), confusion_matrix=recorded["confusion_matrix"])
         pushed.append(ref)
         say(f"seeded {ref}@{VERSION}")
     return pushed

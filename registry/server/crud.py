@@ -171,7 +171,8 @@ def files_of(session: Session, version_id: int) -> list[File]:
 
 def evaluation_out(e: Evaluation, version: str) -> EvaluationOut:
     return EvaluationOut(id=e.id, version=version, dataset=e.dataset, dataset_sha256=e.dataset_sha256,
-                         metrics=e.metrics, created_by=e.created_by, created_at=aware(e.created_at))
+                         metrics=e.metrics, created_by=e.created_by, created_at=aware(e.created_at),
+                         protocol=e.protocol, confusion_matrix=e.confusion_matrix, verification=e.verification)
 
 
 def version_out(session: Session, v: Version) -> VersionOut:

@@ -193,6 +193,14 @@ class AliasHistory(SQLModel, table=True):
 
 
 class Evaluation(SQLModel, table=True):
+    """A result posted for a version, with how it was run (`adapterhub.eval_protocol`) when given.
+
+    ``protocol`` is the protocol as posted (`EvalProtocol.to_dict` form, unknown keys kept);
+    ``confusion_matrix`` rows are the true labels, columns the predicted, in ``protocol.labels``
+    order; ``verification`` says what a re-run checked: ``{"of": id | None, "of_card": bool,
+    "reproduced": bool, "differences": [str]}``. Each is SQL NULL when absent (rows before 0007).
+    """
+
     id: int | None = Field(default=None, primary_key=True)
     version_id: int = Field(foreign_key="version.id", index=True)
     dataset: str = Field(max_length=300)
@@ -200,6 +208,11 @@ class Evaluation(SQLModel, table=True):
     metrics: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_by: str = Field(max_length=96)
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    # none_as_null: an absent value is SQL NULL, as in the rows the migration kept, not JSON 'null'
+    protocol: dict | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
+    confusion_matrix: list[list[int]] | None = Field(default=None,
+                                                     sa_column=Column(JSON(none_as_null=True), nullable=True))
+    verification: dict | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
 
 
 class DownloadCount(SQLModel, table=True):

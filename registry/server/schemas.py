@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,6 +20,8 @@ FINITE = ConfigDict(allow_inf_nan=False)
 # BIGINT counters (summed over many reports) and the variance arithmetic (squares) can hold.
 MAX_COUNT = 10**9
 MAX_SUM = 1e15
+# a confusion matrix row (at most 1000 labels) of exact counts: JSON's 2^53 keeps them exact in every client
+MatrixRow = Annotated[list[Annotated[int, Field(strict=True, ge=0, le=2**53 - 1)]], Field(max_length=1000)]
 
 
 class ErrorOut(BaseModel):
@@ -179,12 +181,22 @@ class VersionCreate(BaseModel):
     alias: str | None = Field(default=None, examples=["stable"])
 
 
+class VerificationIn(BaseModel):
+    of: int | None = Field(default=None, ge=1, le=2**31 - 1, description="the id of the evaluation re-run")
+    of_card: bool = Field(default=False, description="the card's own figures were re-run (instead of `of`)")
+    reproduced: bool
+    differences: list[Annotated[str, Field(max_length=2000)]] = Field(default_factory=list, max_length=50)
+
+
 class EvaluationCreate(BaseModel):
     model_config = FINITE
 
     dataset: str = Field(max_length=300, examples=["sst2"])
     dataset_sha256: str = Field(default="", max_length=64)
     metrics: dict[str, float] = Field(examples=[{"accuracy": 0.91}])
+    protocol: dict | None = Field(default=None, description="adapterhub.eval_protocol's EvalProtocol.to_dict()")
+    confusion_matrix: list[MatrixRow] | None = Field(default=None, max_length=1000)  # rows true, columns predicted
+    verification: VerificationIn | None = None
 
 
 class EvaluationOut(BaseModel):
@@ -195,6 +207,9 @@ class EvaluationOut(BaseModel):
     metrics: dict
     created_by: str
     created_at: datetime
+    protocol: dict | None = None
+    confusion_matrix: list[list[int]] | None = None
+    verification: dict | None = None
 
 
 class VersionOut(BaseModel):

@@ -1,4 +1,7 @@
-"""Evaluations: results posted by whoever ran the model (CLI, UI, a worker)."""
+"""Evaluations: results posted by whoever ran the model (CLI, UI, a worker), with how they were run.
+
+The protocol, confusion matrix and verification are checked in `eval_checks` (422
+``InvalidEvaluation``) and stored as posted; see registry/API.md."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from sqlmodel import select
 from adapterhub.registry.server.crud import audit, evaluation_out, get_adapter, get_version, require
 from adapterhub.registry.server.deps import CurrentUser, PrincipalDep, SessionDep
 from adapterhub.registry.server.errors import error_responses
+from adapterhub.registry.server.eval_checks import check_evaluation
 from adapterhub.registry.server.models import Evaluation, Version
 from adapterhub.registry.server.schemas import EvaluationCreate, EvaluationOut
 
@@ -22,12 +26,17 @@ def create_evaluation(ns: str, name: str, version: str, body: EvaluationCreate, 
     nsrow, adapter = get_adapter(session, principal, ns, name)
     require(principal, "write", nsrow)
     v = get_version(session, adapter, version)
+    check_evaluation(session, adapter, f"{ns}/{name}", body)  # before any row: a refusal changes nothing
+    verification = body.verification.model_dump() if body.verification is not None else None
     ev = Evaluation(version_id=v.id, dataset=body.dataset, dataset_sha256=body.dataset_sha256,
-                    metrics=dict(body.metrics), created_by=principal.name)
+                    metrics=dict(body.metrics), created_by=principal.name, protocol=body.protocol,
+                    confusion_matrix=body.confusion_matrix, verification=verification)
     session.add(ev)
     session.flush()
+    checked = {} if verification is None else {"reproduced": verification["reproduced"],
+                                               "verifies": verification["of"] or "card"}
     audit(session, principal.name, "evaluation.create", ns, adapter.id, version=version, dataset=body.dataset,
-          metrics=dict(body.metrics))
+          metrics=dict(body.metrics), **checked)
     session.commit()
     return evaluation_out(ev, version)
 
