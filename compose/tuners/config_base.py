@@ -30,6 +30,9 @@ class AdapterConfig:
     PEFT_RENAMES: ClassVar[dict[str, str]] = {}
     # our fields that PEFT does not know: kept in adapterhub.json only
     LOCAL_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # shared fields PEFT's config for this method lacks: left out of adapter_config.json while unset,
+    # or PEFT warns "Unexpected keyword arguments ... upgrade PEFT" on every load
+    PEFT_OMITS: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The ``adapter_config.json`` dict: PEFT's schema where PEFT has the method."""
@@ -38,6 +41,8 @@ class AdapterConfig:
             if f.name in self.LOCAL_FIELDS:
                 continue
             value = getattr(self, f.name)
+            if f.name in self.PEFT_OMITS and value is None:
+                continue
             if isinstance(value, tuple):
                 value = list(value)
             out[self.PEFT_RENAMES.get(f.name, f.name)] = value

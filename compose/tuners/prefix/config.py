@@ -27,6 +27,7 @@ class PrefixTuningConfig(AdapterConfig):
 
     method: ClassVar[str] = "prefix_tuning"
     peft_type: ClassVar[str | None] = METHODS[method].peft_type
+    PEFT_OMITS: ClassVar[tuple[str, ...]] = ("target_modules",)  # PEFT's PromptLearningConfig has none
 
     def __post_init__(self) -> None:
         self._require_positive(num_virtual_tokens=self.num_virtual_tokens)

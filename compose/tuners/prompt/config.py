@@ -31,6 +31,7 @@ class PromptTuningConfig(AdapterConfig):
 
     method: ClassVar[str] = "prompt_tuning"
     peft_type: ClassVar[str | None] = METHODS[method].peft_type
+    PEFT_OMITS: ClassVar[tuple[str, ...]] = ("target_modules",)  # PEFT's PromptLearningConfig has none
 
     def __post_init__(self) -> None:
         self._require_positive(num_virtual_tokens=self.num_virtual_tokens)
