@@ -24,6 +24,7 @@ from adapterhub.compose.tuners import tuner_for_config
 from adapterhub.compose.tuners.site import iter_sites
 from adapterhub.compose.workflows.catalog import hub_id
 from adapterhub.errors import InvalidAdapterError
+from adapterhub.eval_protocol import card_results, model_index
 from adapterhub.format import CARD_FILE, CONFIG_FILE, README_FILE, WEIGHTS_FILE, atomic_folder, write_json
 from adapterhub.vocab import task_named
 
@@ -100,7 +101,10 @@ def build_card(model: AdapterModel, name: str, tensors: dict[str, torch.Tensor],
             **({"id": base_id} if base_id else {}),
         },
         "config_extra": config.local_dict(),
-        "trainable_parameters": int(sum(t.numel() for t in tensors.values())),
+        # what trains, as PEFT's print_trainable_parameters counts it: LoRA-FA saves its frozen A too
+        "trainable_parameters": int(sum(t.numel() for k, t in tensors.items()
+                                        if not (getattr(config, "lora_fa", False) and ".lora_A." in k))),
+        "saved_parameters": int(sum(t.numel() for t in tensors.values())),
         "size_bytes": int(sum(t.numel() * t.element_size() for t in tensors.values())),
         "sites": len(sites),
     }
@@ -143,7 +147,20 @@ def front_matter(card: dict[str, Any]) -> str:
     for key, value in meta:
         shown = f"[{', '.join(_yaml_scalar(v) for v in value)}]" if isinstance(value, list) else _yaml_scalar(value)
         lines.append(f"{key}: {shown}")
+    index = _model_index(card)
+    if index:
+        import yaml
+
+        lines.append(yaml.safe_dump({"model-index": index}, sort_keys=False, allow_unicode=True).rstrip())
     return "\n".join(lines + ["---", ""])
+
+
+def _model_index(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Hub's ``model-index`` from the card's evaluations that carry a protocol (the base model's own
+    figures, ``base_*``, describe the base, not this adapter, and stay out)."""
+    results = [(protocol, {k: v for k, v in recorded["metrics"].items() if not k.startswith("base_")})
+               for protocol, recorded in card_results(card)]
+    return model_index(str(card.get("name") or "adapter"), card, results)
 
 
 def render_readme(card: dict[str, Any]) -> str:

@@ -2,7 +2,9 @@
 perplexity for language models. Batched, under ``torch.inference_mode()``, deterministic (eval mode,
 examples in file order), with a progress bar on stderr; every result names the dataset's sha256.
 
->>> result = evaluate_adapter("out/sentiment", base="models/tiny-bert", data="test.jsonl")  # doctest: +SKIP
+``compose.workflows.reproduce.evaluate_adapter`` scores an adapter folder by its card's protocol.
+
+>>> result = evaluate(model, tokenizer, load_dataset("test.jsonl"), labels=labels)          # doctest: +SKIP
 >>> result.metrics, result.n_examples, result.dataset_sha256[:12]                          # doctest: +SKIP
 ({'accuracy': 0.93, 'macro_f1': 0.929}, 200, '3f1c0a9e2b7d')
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,10 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from adapterhub import format as fmt
-from adapterhub.compose.core.hub import pull_from_registry
-from adapterhub.compose.folder import load
-from adapterhub.compose.workflows.base import load_base, load_tokenizer
-from adapterhub.compose.workflows.data import Dataset, DatasetError, load_dataset
+from adapterhub.compose.workflows.data import Dataset, DatasetError
 from adapterhub.errors import IncompatibleAdapterError
 from adapterhub.vocab import CLASSIFICATION, LM, task_named
 
@@ -39,6 +38,7 @@ class EvalResult:
     labels: list[str] | None = None
     confusion_matrix: list[list[int]] | None = field(default=None, repr=False)  # rows: true, columns: predicted
     n_tokens: int | None = None
+    protocol: dict | None = None  # adapterhub.eval_protocol.EvalProtocol.to_dict(): how it was run
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -195,36 +195,5 @@ def adapter_task(folder: Path) -> tuple[str | None, list[str] | None]:
     return (task.name if task else None), (list(map(str, labels)) if labels else None)
 
 
-def evaluate_adapter(adapter: str | Path, base: str | Path, data: str | Path | Dataset, *, task: str | None = None,
-                     batch_size: int = 16, max_length: int = 256, progress: bool = True,
-                     device: str | torch.device | None = None,
-                     pull: Callable[[str], Path] | None = None) -> EvalResult:
-    """Load ``base`` (a local folder), attach ``adapter`` (a folder or registry reference, fetched by
-    ``pull``, default the registry client) and evaluate it."""
-    from adapterhub.compose.core.model import AdapterModel
-
-    pull = pull or pull_from_registry
-    folder = load.resolve_source(adapter, pull)
-    recipe = (folder / fmt.RECIPE_FILE).is_file()
-    declared, labels = recipe_task(folder) if recipe else adapter_task(folder)
-    if task and declared and task != declared:
-        raise IncompatibleAdapterError(f"{adapter}: the adapter was trained for {declared}, not {task}")
-    task = task or declared
-    dataset = data if isinstance(data, Dataset) else load_dataset(data, task)
-    task = dataset.task
-    if task == CLASSIFICATION.name and labels is None:
-        labels = list(dataset.labels)
-    tokenizer = load_tokenizer(base)
-    model = AdapterModel(load_base(base, task, labels, tokenizer=tokenizer))
-    model.to(device or default_device())
-    if recipe:  # a composition recipe: its adapters, fusion/router layers and block
-        block = model.load_composition(folder, set_active=True, pull=pull)
-        name = recipe_name(folder, block)
-    else:
-        name = model.load_adapter(folder, set_active=True, pull=pull)
-    return evaluate(model, tokenizer, dataset, labels=labels, batch_size=batch_size, max_length=max_length,
-                    progress=progress, desc=f"eval {name}")
-
-
-__all__ = ["EvalResult", "classification_metrics", "confusion_matrix", "evaluate", "evaluate_adapter",
+__all__ = ["EvalResult", "classification_metrics", "confusion_matrix", "evaluate",
            "perplexity", "token_nll"]

@@ -14,9 +14,9 @@ from adapterhub.compose.workflows.data import DatasetError, load_dataset, load_e
 from adapterhub.compose.workflows.evaluate import (
     classification_metrics,
     evaluate,
-    evaluate_adapter,
     perplexity,
 )
+from adapterhub.compose.workflows.reproduce import evaluate_adapter
 from adapterhub.compose.workflows.training import PRESETS, split_hyper, train
 from adapterhub.errors import IncompatibleAdapterError, InvalidAdapterError
 from tests.helpers.tiny import build
