@@ -9,6 +9,7 @@ from rich.console import Group
 
 from adapterhub.cli.context import get_hub
 from adapterhub.cli.output import emit, human_size, json_option, kv_table, note, short_time, table
+from adapterhub.eval_protocol import record_summary
 from adapterhub.registry.reference import parse_reference
 
 
@@ -92,7 +93,9 @@ FILE_COLUMNS = [("file", lambda f: f["path"]), ("size", lambda f: human_size(f["
                 ("sha256", lambda f: f["sha256"][:12])]
 EVAL_COLUMNS = [("dataset", lambda e: e.get("dataset")),
                 ("metrics", lambda e: ", ".join(f"{k}={v}" for k, v in (e.get("metrics") or {}).items())),
-                ("by", lambda e: e.get("created_by")), ("at", lambda e: short_time(e.get("created_at")))]
+                ("how", lambda e: record_summary(e)[0]), ("re-run", lambda e: record_summary(e)[1]),
+                ("id", lambda e: e.get("id")), ("by", lambda e: e.get("created_by")),
+                ("at", lambda e: short_time(e.get("created_at")))]
 
 
 def _render_show(d: dict):

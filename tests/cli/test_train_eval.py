@@ -80,7 +80,8 @@ def test_help_has_an_example_and_json(command):
 
 
 def test_usage_errors_exit_2(work):
-    assert run("eval", "acme/x@1.0.0", "--data", work["test"]).exit_code == 2  # no --base
+    assert run("eval", work["base"], "--evaluation", "3").exit_code == 2  # --evaluation without --verify
+    assert run("eval", work["base"], "--post").exit_code == 2  # --post of a folder
     assert run("train", "--base", work["base"], "--data", work["train"], "--out", "x", "--method", "dora").exit_code == 2
 
 
