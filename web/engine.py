@@ -242,13 +242,32 @@ def save_upload(name: str, data: bytes) -> Path:
     return Path(f.name)
 
 
-def evaluate(folder: Path, base: str, data: str | Path, on_stage=lambda text, fraction: None):
-    """Evaluate an adapter folder; ``on_stage`` hears the progress."""
-    from adapterhub.compose.workflows.data import load_dataset
-    from adapterhub.compose.workflows.evaluate import adapter_task, evaluate_adapter
+def evaluate(folder: Path, base: str | None = None, data: str | Path | None = None, *, scoring: str | None = None,
+             sample: int | None = None, sample_seed: int | None = None, max_length: int | None = None,
+             batch_size: int | None = None, pull: Callable[[str], Path] | None = None,
+             on_stage=lambda text, fraction: None):
+    """Evaluate an adapter folder by its card's protocol, with what the caller set otherwise (None
+    keeps the card's; each other value is recorded in the result's protocol as an override). ``data``
+    is a built-in ``name:split`` or a file's path; a card without a protocol needs ``base`` and ``data``.
+    ``on_stage`` hears the progress."""
+    from adapterhub.compose.workflows.reproduce import evaluate_adapter
 
-    on_stage("reading the data", 0.2)
-    task, _ = adapter_task(folder)
-    dataset = load_dataset(data, task)
-    on_stage(f"loading the base and scoring {len(dataset)} examples", 0.4)
-    return evaluate_adapter(folder, base, dataset, progress=False, batch_size=16)
+    on_stage("loading the base and scoring the data", 0.3)
+    return evaluate_adapter(folder, base, data, scoring=scoring, sample=sample, sample_seed=sample_seed,
+                            max_length=max_length, batch_size=batch_size, progress=False, pull=pull)
+
+
+def reproduce(folder: Path, evaluation: dict | None = None, pull: Callable[[str], Path] | None = None) -> list[dict]:
+    """Re-run the card's recorded figures (``evaluation`` None: each of them, headline first) or one
+    registry evaluation (an EvaluationOut with a protocol) exactly by its protocol; each re-run as
+    ``Verification.to_dict()`` (``reproduced``, ``differences``, ``result``)."""
+    from adapterhub.compose.workflows.reproduce import verify_card, verify_record
+    from adapterhub.eval_protocol import EvalProtocol
+    from adapterhub.web.eval_views import recorded_of
+
+    if evaluation is None:
+        runs = verify_card(folder, progress=False, pull=pull)
+    else:
+        runs = [verify_record(folder, EvalProtocol.from_dict(evaluation["protocol"]), recorded_of(evaluation),
+                              progress=False, pull=pull)]
+    return [run.to_dict() for run in runs]

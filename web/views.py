@@ -1,6 +1,7 @@
 """Pure functions from registry answers (API.md shapes) to what the pages show: rows, frames, snippets.
 
-No Streamlit here, so each is tested as plain Python and the pages stay thin.
+No Streamlit here, so each is tested as plain Python and the pages stay thin. Evaluations (protocols,
+Reproduce, the evaluations table) have their own module, ``eval_views.py``.
 
 >>> human_size(1536)
 '1.5 KiB'
@@ -106,14 +107,6 @@ def metrics_over_versions(versions: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index.name = "version"
     return frame.dropna(axis=1, how="all")
-
-
-def evaluations_table(versions: list[dict]) -> pd.DataFrame:
-    rows = [{"version": v["version"], "dataset": ev.get("dataset"), "by": ev.get("created_by"),
-             "at": (ev.get("created_at") or "")[:19].replace("T", " "),
-             **{k: val for k, val in ev.get("metrics", {}).items()}}
-            for v in versions for ev in v.get("evaluations", [])]
-    return pd.DataFrame(rows)
 
 
 def alias_moves(audit: list[dict]) -> pd.DataFrame:

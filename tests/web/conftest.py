@@ -36,6 +36,7 @@ class Hubdata:
     lm_base: Path  # a tiny LLaMA causal LM folder with the same tokenizer
     data: Path  # JSONL with text,label (labels neg/pos)
     home: Path
+    scored: Path  # acme/tiny-scored@1.0.0's folder: its card records the protocol of its figures
 
 
 def word_tokenizer():
@@ -67,6 +68,17 @@ def _tiny_classifier(root: Path) -> tuple[Path, Path, Path]:
     return base, data, out
 
 
+def _tiny_scored(root: Path, base: Path, data: Path) -> Path:
+    """A LoRA on the tiny BERT scored after training on a seeded sample of 24 of the reviews at
+    max_length 64: its card records that protocol (base and data are this machine's paths)."""
+    from adapterhub.compose.workflows.training import train
+
+    out = root / "tiny-scored"
+    train(base, data, "lora", out, eval_data=data, eval_sample=24, progress=False, device="cpu", steps=40,
+          lr=3e-2, batch_size=16, r=4, alpha=8, max_length=64)
+    return out
+
+
 def _tiny_lm(root: Path) -> tuple[Path, Path]:
     """A tiny random LLaMA over the word vocabulary, and a LoRA trained on it for a few steps."""
     from adapterhub.compose.workflows.training import train
@@ -87,6 +99,7 @@ def hubdata(tmp_path_factory) -> Hubdata:
     root = tmp_path_factory.mktemp("web")
     base, data, tiny = _tiny_classifier(root)
     lm_base, tiny_lm = _tiny_lm(root)
+    scored = _tiny_scored(root, base, data)
     with live_registry(root / "registry", namespaces=("acme", "other")) as srv:
         hub = Hub(srv.url, srv.admin_token, cache_dir=root / "cache", progress=False)
         alpha1 = make_adapter(root / "alpha1", seed=1)
@@ -103,6 +116,7 @@ def hubdata(tmp_path_factory) -> Hubdata:
         hub.push(make_adapter(root / "beta", seed=3, base_model="other/base"), "other/beta", version="0.1.0")
         hub.push(tiny, "acme/tiny-sent", version="1.0.0", alias="stable")
         hub.push(tiny_lm, "acme/tiny-lm", version="1.0.0")
+        hub.push(scored, "acme/tiny-scored", version="1.0.0")
         hub.push(make_adapter(root / "roll1", seed=4), "other/roll", version="1.0.0", alias="prod")
         hub.push(make_adapter(root / "roll2", seed=5), "other/roll", version="1.1.0")
         rollout = hub.rollout_start("other/roll", "prod", "1.1.0", 10)
@@ -111,7 +125,7 @@ def hubdata(tmp_path_factory) -> Hubdata:
             {"arm": "canary", "requests": 10, "errors": 0, "latency_sum": 0.8, "latency_sq_sum": 0.07}],
             rollout_id=rollout["id"])
         hub.close()
-        yield Hubdata(srv.url, srv.admin_token, base, lm_base, data, root)
+        yield Hubdata(srv.url, srv.admin_token, base, lm_base, data, root, scored)
 
 
 @pytest.fixture

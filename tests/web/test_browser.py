@@ -119,6 +119,21 @@ def test_search_open_sign_in_evaluate_and_play_in_chromium(page, ui, hubdata):
     expect(page.get_by_role("button", name="Post to acme/tiny-sent@1.0.0")).to_be_visible()
     shot(page, "4-evaluate")
 
+    type_into(page, "Adapter", "acme/tiny-scored")  # its card records its protocol: the form starts from it
+    expect(page.get_by_text("Prefilled from the protocol the card's figures were scored with")).to_be_visible()
+    expect(page.get_by_label("Base model folder", exact=True)).to_have_value(str(hubdata.base))
+    expect(page.get_by_label("Max length (tokens)", exact=True)).to_have_value("64")
+    page.get_by_role("button", name="Run evaluation").click()
+    expect(page.get_by_role("button", name="Post to acme/tiny-scored@1.0.0")).to_be_visible(timeout=90_000)
+    shot(page, "4b-evaluate-by-the-cards-protocol")
+
+    page.get_by_role("link", name="Adapter", exact=True).click()
+    expect(page.get_by_role("heading", name="Reproduce 1.0.0")).to_be_visible()
+    page.get_by_role("button", name="Reproduce").first.click()
+    expect(page.get_by_text("reproduced: accuracy")).to_be_visible(timeout=90_000)
+    expect(page.get_by_role("button", name="Record this re-run on acme/tiny-scored@1.0.0")).to_be_visible()
+    shot(page, "4c-reproduce")
+
     page.get_by_role("link", name="Playground").click()
     expect(page.get_by_role("heading", name="Compose playground")).to_be_visible()
     choose(page, "Base model", "local folder ...")

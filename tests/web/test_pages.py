@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from adapterhub.registry.client import Hub
 from tests.web.conftest import APP, app, texts
 
 pytestmark = pytest.mark.slow  # the fast lane (make test-fast) skips this module
@@ -20,7 +22,7 @@ def isolated(hubdata, ui_env):
 def test_browse_lists_cards_and_filters_by_base_model(hubdata):
     at = app(hubdata)
     body = texts(at.markdown)
-    assert {"acme/alpha", "other/beta", "acme/tiny-sent", "acme/tiny-lm", "other/roll"} == {
+    assert {"acme/alpha", "other/beta", "acme/tiny-sent", "acme/tiny-lm", "acme/tiny-scored", "other/roll"} == {
         m.value.strip("*") for m in at.markdown if str(m.value).startswith("**")}
     assert "best metric: `accuracy 0.9`" in body
     at.text_input(key="f_base").input("other/base").run()
@@ -37,7 +39,7 @@ def test_browse_pages_through_results_with_the_cursor(hubdata):
     assert len(first) == 3 and at.button(key="browse_prev").disabled
     at.button(key="browse_next").click().run()
     second = {m.value for m in at.markdown if str(m.value).startswith("**")}
-    assert len(second) == 2 and not first & second  # 5 adapters in all
+    assert len(second) == 3 and not first & second  # 6 adapters in all
     assert at.button(key="browse_next").disabled
     at.button(key="browse_prev").click().run()
     assert {m.value for m in at.markdown if str(m.value).startswith("**")} == first
@@ -100,10 +102,11 @@ def test_evaluate_runs_an_upload_shows_the_confusion_matrix_and_posts(hubdata):
     assert list(matrix.index) == ["neg", "pos"] and int(matrix.values.sum()) == 48
     at.button(key="ev_post").click().run()
     assert "recorded on acme/tiny-sent@1.0.0" in at.success[-1].value
-    from adapterhub.registry.client import Hub
-
     evals = Hub(hubdata.url, progress=False).versions("acme/tiny-sent")[0]["evaluations"]
     assert [e["dataset"] for e in evals] == ["reviews.jsonl"]
+    # a card without a protocol: the result still carries the one it was run by, and it is recorded
+    assert evals[0]["protocol"]["data"]["sha256"] == evals[0]["dataset_sha256"] and not evals[0]["protocol"].get("overrides")
+    assert evals[0]["protocol"]["base"] == str(hubdata.base) and evals[0]["confusion_matrix"] == matrix.values.tolist()
 
 
 def test_evaluate_hides_posting_without_write_scope(hubdata):
@@ -129,6 +132,78 @@ def test_evaluate_shows_a_label_mismatch_as_one_line(hubdata, tmp_path):
     at.button[0].click().run()
     assert not at.exception
     assert "label 'sport' is not one the model predicts (neg, pos)" in at.error[0].value
+
+
+def test_evaluate_prefills_the_form_from_the_cards_protocol_and_records_what_was_changed(hubdata):
+    at = app(hubdata, "pages/evaluate.py", ref="acme/tiny-scored")
+    assert at.selectbox(key="ev_base").value == "local folder ..."
+    assert at.text_input(key="ev_base_path").value == str(hubdata.base)
+    assert at.selectbox(key="ev_data").value == str(hubdata.data)
+    settings = [at.number_input(key=k).value for k in ("ev_sample", "ev_sample_seed", "ev_max_length", "ev_batch_size")]
+    assert settings == [24, 0, 64, 16] and at.selectbox(key="ev_scoring").value == "argmax-head"
+    assert "Prefilled from the protocol the card's figures were scored with" in texts(at.caption)
+    at.button(key="ev_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    card = json.loads((hubdata.scored / "adapterhub.json").read_text())
+    assert at.metric[0].value == "24"  # the card's seeded sample, not the 48 reviews
+    assert at.dataframe[0].value.values.tolist() == card["evaluation"]["confusion_matrix"]
+    body = texts(at.markdown)
+    assert "seeded sample of 24, seed 0), max_length 64" in body and "**overrides**" not in body
+    at.number_input(key="ev_max_length").set_value(8).run()
+    at.button(key="ev_run").click().run()
+    assert "**overrides**: `max_length 8 (card: 64)`" in texts(at.markdown)
+    at.button(key="ev_post").click().run()
+    assert "recorded on acme/tiny-scored@1.0.0" in at.main.success[-1].value
+    posted = Hub(hubdata.url, progress=False).evaluations("acme/tiny-scored")[-1]
+    assert posted["protocol"]["overrides"] == {"max_length": {"card": 64, "used": 8}}
+    assert posted["protocol"]["data"]["sample"] == 24 and sum(map(sum, posted["confusion_matrix"])) == 24
+    assert posted["dataset"] == f"{hubdata.data} (seeded sample of 24, seed 0)"
+
+
+def test_reproduce_reruns_the_cards_figures_and_records_the_rerun(hubdata):
+    at = app(hubdata, "pages/adapter.py", ref="acme/tiny-scored")
+    table = at.dataframe[1].value.set_index("evaluation")
+    assert "seeded sample of 24" in table.loc["card", "protocol"] and "max_length 64" in table.loc["card", "protocol"]
+    at.button(key="rp_card-1.0.0").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.main.success[0].value.startswith("reproduced: accuracy")
+    at.button(key="rp_post_card-1.0.0").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    rerun = Hub(hubdata.url, progress=False).evaluations("acme/tiny-scored")[-1]
+    assert rerun["verification"] == {"of": None, "of_card": True, "reproduced": True, "differences": []}
+    assert f"recorded on acme/tiny-scored@1.0.0 as #{rerun['id']}" in texts(at.main.success)
+    table = at.dataframe[1].value.set_index("evaluation")
+    assert table.loc["card", "verification"] == f"reproduced by #{rerun['id']}"
+    assert table.loc[f"#{rerun['id']}", "verification"] == "re-run of the card: reproduced"
+
+
+def test_reproduce_names_the_differences_and_needs_write_scope_to_record(hubdata):
+    hub = Hub(hubdata.url, hubdata.token, progress=False)
+    card = hub.versions("acme/tiny-scored")[0]["card"]
+    protocol, matrix = card["evaluation"]["protocol"], card["evaluation"]["confusion_matrix"]
+    claimed = [row[::-1] for row in matrix]  # every prediction the other class
+    assert claimed != matrix
+    posted = hub.post_eval("acme/tiny-scored@1.0.0", "reviews (claimed)", protocol["data"]["sha256"],
+                           {"accuracy": 0.01}, protocol=protocol, confusion_matrix=claimed)
+    # and one whose data is not on this machine
+    gone = hub.post_eval("acme/tiny-scored@1.0.0", "elsewhere", protocol["data"]["sha256"], {"accuracy": 1.0},
+                         protocol={**protocol, "data": {**protocol["data"], "ref": "/nowhere/test.jsonl"}},
+                         confusion_matrix=matrix)
+    at = app(hubdata, "pages/adapter.py", token="", ref="acme/tiny-scored")
+    table = at.dataframe[1].value.set_index("evaluation")
+    assert table.loc[f"#{posted['id']}", "protocol"] == table.loc["card", "protocol"]  # same protocol, other figures
+    assert table.loc[f"#{posted['id']}", "verification"] == "not re-run yet"
+    at.button(key=f"rp_ev-{posted['id']}").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    warning = at.main.warning[0].value
+    assert warning.startswith("NOT reproduced: accuracy") and "confusion matrix differs" in warning
+    assert f"rp_post_ev-{posted['id']}" not in [b.key for b in at.button]
+    assert "Sign in with a token that may write to `acme` to record this re-run" in texts(at.caption)
+    at.button(key=f"rp_ev-{gone['id']}").click().run()  # said on that item; the rest of the page still shows
+    assert not at.exception and len(at.main.error) == 1, [e.value for e in at.error]
+    assert at.main.error[0].value.startswith(f"could not re-run evaluation #{gone['id']}")
+    assert "/nowhere/test.jsonl" in at.main.error[0].value and "Card" in [h.value for h in at.subheader]
+    assert at.main.warning[0].value == warning
 
 
 def test_playground_shows_base_and_adapted_probabilities(hubdata):
@@ -248,8 +323,6 @@ def test_rollouts_show_the_split_and_outcomes_and_writers_step_then_promote(hubd
     assert "ro_promote" not in [b.key for b in at.button]
     events = at.dataframe[-1].value
     assert events["action"].tolist()[:2] == ["promote", "step"] and events["weight"].tolist()[1] == 50
-    from adapterhub.registry.client import Hub
-
     assert Hub(hubdata.url, progress=False).aliases("other/roll")["prod"] == "1.1.0"
 
 

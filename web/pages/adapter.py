@@ -1,11 +1,14 @@
 """Adapter: card and README (Markdown, never raw HTML), versions, aliases, files, config, metrics
-over versions, usage snippets, and the audit trail of alias moves."""
+over versions, every evaluation with its protocol and verification status, Reproduce (re-run the
+card's figures or a recorded evaluation by its protocol, and record the re-run), usage snippets, and
+the audit trail of alias moves."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from adapterhub.web import state, views
+from adapterhub.errors import AdapterHubError
+from adapterhub.web import engine, eval_views, state, views
 
 
 def header(ref: str, summary: dict, aliases: dict) -> None:
@@ -33,9 +36,10 @@ def overview(ref: str, versions: list[dict], version: dict) -> None:
         st.info("No metrics recorded yet: evaluate a version on the Evaluate page.")
     else:
         st.line_chart(metrics)
-        evaluations = views.evaluations_table(versions)
+        evaluations = eval_views.evaluations_table(versions)
         if not evaluations.empty:
             st.dataframe(evaluations, hide_index=True, width="stretch")
+    reproduce(ref, version)
     readme = next((f for f in version.get("files", []) if f["path"].lower() == "readme.md"), None)
     st.subheader("Card")
     if readme:
@@ -44,6 +48,58 @@ def overview(ref: str, versions: list[dict], version: dict) -> None:
         st.json(version["card"], expanded=False)
     else:
         st.caption("This version has no README.md and no adapterhub.json.")
+
+
+def rerun(exact: str, item: dict) -> dict:
+    """Re-run one Reproduce item; a failure is kept as a line (one item must not stop the page)."""
+    try:
+        with st.spinner(f"re-running {item['label']}"):
+            return {"runs": engine.reproduce(state.hub().pull(exact), item["evaluation"], pull=state.hub().pull)}
+    except AdapterHubError as exc:
+        return {"error": str(exc)}
+    except Exception as exc:  # the base model or data of a protocol may be missing here: say so, go on
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def rerun_outcome(exact: str, item: dict, outcome: dict) -> None:
+    if outcome.get("error"):
+        st.error(f"could not re-run {item['label']}: {outcome['error']}")
+        return
+    for run in outcome["runs"]:
+        figures = ", ".join(f"{k} {views.fmt(v)}" for k, v in run["result"]["metrics"].items())
+        if run["reproduced"]:
+            st.success(f"reproduced: {figures}")
+        else:
+            st.warning("NOT reproduced: " + figures + "\n\n" + "\n".join(f"- {d}" for d in run["differences"]))
+    ns = exact.split("/")[0]
+    if outcome.get("posted"):
+        st.success(f"recorded on {exact} as " + ", ".join(f"#{i}" for i in outcome["posted"]))
+    elif not state.can_write(ns):
+        st.caption(f"Sign in with a token that may write to `{ns}` to record this re-run in the registry.")
+    elif st.button(f"Record this re-run on {exact}", key=f"rp_post_{item['key']}"):
+        outcome["posted"] = [state.hub().post_eval(exact, **eval_views.rerun_record(item["of"], item["dataset"], run))["id"]
+                             for run in outcome["runs"]]
+        state.refresh()
+        st.rerun()
+
+
+def reproduce(ref: str, version: dict) -> None:
+    """A Reproduce button for the card's figures and for each evaluation of this version with a protocol."""
+    items = eval_views.reproducible(version)
+    if not items:
+        return
+    st.subheader(f"Reproduce {version['version']}")
+    st.caption("Re-run a recorded evaluation exactly by its protocol. A classification reproduces when every "
+               "prediction is the same (an identical confusion matrix), a perplexity within 1e-4 relative.")
+    exact = f"{ref}@{version['version']}"
+    outcomes = st.session_state.setdefault("rp_outcomes", {})
+    for item in items:
+        left, right = st.columns([6, 1])
+        left.text(item["label"])  # names from the registry: shown as text, never as Markdown
+        if right.button("Reproduce", key=f"rp_{item['key']}"):
+            outcomes[(exact, item["key"])] = rerun(exact, item)
+        if (exact, item["key"]) in outcomes:
+            rerun_outcome(exact, item, outcomes[(exact, item["key"])])
 
 
 def details(version: dict) -> None:
