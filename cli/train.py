@@ -52,7 +52,8 @@ def _summary(result) -> dict:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Adapter folder to write.")
 @click.option("--task", type=click.Choice(TASK_NAMES),
               help="Default: classification when the data has labels, else lm.")
-@click.option("--eval-data", help="Held-out data scored after training; the metrics go into the card.")
+@click.option("--eval-data", help="Held-out data scored after training; the metrics and protocol go into the card.")
+@click.option("--eval-sample", type=click.IntRange(1), help="Score a seeded sample of N --eval-data examples.")
 @click.option("--steps", type=click.IntRange(1), help="Optimizer steps (default 100).")
 @click.option("--lr", type=float, help="Learning rate (default per method).")
 @click.option("--batch-size", type=click.IntRange(1), help="Examples per step (default 8).")
@@ -66,7 +67,7 @@ def _summary(result) -> dict:
 @click.option("--option", "extra", multiple=True, metavar="KEY=VALUE", help="Any other config field, e.g. dropout=0.1.")
 @click.option("--name", help="Adapter name in the card (default: the --out folder's name).")
 @json_option
-def train(base, data, method, out, task, eval_data, name, extra, as_json, **hyper) -> None:
+def train(base, data, method, out, task, eval_data, eval_sample, name, extra, as_json, **hyper) -> None:
     """Train an adapter (--method) on the base model in --base and write it to --out with its card.
 
     The card records the data's sha256, the labels, the recipe (method, settings, seed), metrics on
@@ -82,7 +83,10 @@ def train(base, data, method, out, task, eval_data, name, extra, as_json, **hype
     if hyper.get("target_modules"):
         hyper["target_modules"] = [m.strip() for m in hyper["target_modules"].split(",") if m.strip()]
     hyper.update(_options(extra))
-    result = train_adapter(base, data, method, out, task=task, eval_data=eval_data, name=name, **hyper)
+    if eval_sample and not eval_data:
+        raise click.UsageError("--eval-sample samples --eval-data: give --eval-data too")
+    result = train_adapter(base, data, method, out, task=task, eval_data=eval_data, eval_sample=eval_sample,
+                           name=name, **hyper)
     note(f"wrote {result.path}")
     emit(_summary(result), as_json, _render)
 
