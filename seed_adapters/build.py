@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -74,50 +75,89 @@ SEEDS: tuple[Seed, ...] = (
 )
 
 
+def seed_protocol(seed: Seed, labels: list[str] | None = None):
+    """The protocol a seed's card figures are scored by: its dataset's test split (a seeded sample of
+    ``test_sample`` where the split is larger), its training ``max_length`` and batch size; the
+    instruction seed by constrained answer with the news-topic template."""
+    from adapterhub.compose.workflows.catalog import hub_id
+    from adapterhub.compose.workflows.data import load_dataset
+    from adapterhub.compose.workflows.instruct import NEWS_TOPIC
+    from adapterhub.eval_protocol import ARGMAX_HEAD, CONSTRAINED_ANSWER, TOKEN_NLL, DataRef, EvalProtocol
+
+    ref = f"{seed.dataset}:test"
+    full = len(load_dataset(ref))
+    scoring = CONSTRAINED_ANSWER if seed.instruct else TOKEN_NLL if seed.dataset == "friends" else ARGMAX_HEAD
+    return EvalProtocol(
+        task="lm" if scoring == TOKEN_NLL else "classification", scoring=scoring,
+        data=DataRef(ref, sample=seed.test_sample if seed.test_sample < full else None),
+        labels=tuple(labels) if labels and scoring != TOKEN_NLL else None, max_length=seed.hyper["max_length"],
+        batch_size=seed.hyper["batch_size"], template=NEWS_TOPIC if seed.instruct else None, base=hub_id(seed.base))
+
+
 def build_one(seed: Seed, out_root: Path) -> dict[str, Any]:
-    from adapterhub.compose.folder import save
     from adapterhub.compose.workflows.catalog import resolve_base_model
-    from adapterhub.compose.workflows.data import load_dataset, seeded_sample
+    from adapterhub.compose.workflows.data import load_dataset
     from adapterhub.compose.workflows.training import train
 
     base = resolve_base_model(seed.base, say=lambda m: print(m, file=sys.stderr))
     train_ds = load_dataset(f"{seed.dataset}:train")
-    test_ds = seeded_sample(load_dataset(f"{seed.dataset}:test"), seed.test_sample)
     out = out_root / seed.name
     started = time.perf_counter()
+    data = train_ds
     if seed.instruct:
         from adapterhub.compose.workflows.instruct import as_instructions
 
-        labels = list(train_ds.labels)
-        result = train(base, as_instructions(train_ds, labels), seed.method, out, name=seed.name, **seed.hyper)
-        metrics = instruct_metrics(base, out, test_ds, labels)
-    else:
-        result = train(base, train_ds, seed.method, out, eval_data=test_ds, name=seed.name, **seed.hyper)
-        metrics = result.metrics
+        data = as_instructions(train_ds, list(train_ds.labels))
+    train(base, data, seed.method, out, name=seed.name, **seed.hyper)
     card = fmt.read_json_object(out / fmt.CARD_FILE)
     card.update({
         "name": seed.name,
         "description": seed.description,
         "tags": list(seed.tags) + [seed.base, seed.method],
         "license": "apache-2.0",
-        "metrics": metrics,
         "base_model": {**card["base_model"], "name_or_path": seed.base},
-        "data": {
-            "train": {"source": f"{seed.dataset}:train", "sha256": train_ds.sha256, "examples": len(train_ds)},
-            "test": {"source": f"{seed.dataset}:test", "sha256": test_ds.sha256, "examples": len(test_ds),
-                     "sample": f"seeded sample of {seed.test_sample}" if len(test_ds) == seed.test_sample else "all"},
-        },
+        "data": {"train": {"source": f"{seed.dataset}:train", "sha256": train_ds.sha256, "examples": len(train_ds)}},
         "build": {"script": "seed_adapters/build.py", "wall_time_s": round(time.perf_counter() - started, 1)},
     })
-    if seed.instruct:
-        card["evaluation"] = {"kind": "constrained answer accuracy", "labels": labels}
     fmt.write_json(out / fmt.CARD_FILE, card)
-    if train_ds.task == "lm" and not seed.instruct:
-        add_base_perplexity(seed, out)
-    card = fmt.read_json_object(out / fmt.CARD_FILE)
-    (out / fmt.README_FILE).write_text(save.render_readme(card))
-    resave_metadata(out, seed.base)
-    return fmt.read_json_object(out / fmt.CARD_FILE)
+    return score(seed, out)
+
+
+def score(seed: Seed, folder: Path) -> dict[str, Any]:
+    """Score a built seed by its protocol and write the figures, the protocol and the data into its
+    card and README (``--rescore`` runs this alone: the weights are never touched)."""
+    from adapterhub.compose.folder import save
+    from adapterhub.compose.workflows.data import load_dataset
+    from adapterhub.compose.workflows.reproduce import run_protocol
+
+    labels = list(load_dataset(f"{seed.dataset}:train").labels or []) or None
+    protocol = seed_protocol(seed, labels)
+    result = run_protocol(folder, protocol, progress=False)
+    metrics = dict(result.metrics)
+    if protocol.scoring != "argmax-head":  # the bare base on the same protocol, so the gain is visible
+        bare = run_protocol(folder, protocol, progress=False, adapters=False).metrics
+        metrics["base_perplexity" if "perplexity" in bare else "base_accuracy"] = bare.get("perplexity",
+                                                                                           bare.get("accuracy"))
+    card = fmt.read_json_object(folder / fmt.CARD_FILE)
+    card["metrics"] = metrics
+    card["evaluation"] = {"protocol": result.protocol,
+                          **({"confusion_matrix": result.confusion_matrix} if result.confusion_matrix else {})}
+    data = protocol.data
+    card.setdefault("data", {})["test"] = {
+        "source": data.ref, "sha256": result.dataset_sha256, "examples": result.n_examples,
+        "sample": f"seeded sample of {data.sample}" if data.sample else "all",
+        "deduplicated": "test examples verbatim in the train split are dropped",
+    }
+    card["data"].pop("eval", None)
+    training = card.get("training") or {}
+    if "trainable_parameters" in training:  # one count: what trains (LoRA-FA saves its frozen A as well)
+        card["trainable_parameters"] = training["trainable_parameters"]
+        header = fmt.check_safetensors_file(folder / fmt.WEIGHTS_FILE)
+        card["saved_parameters"] = sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    fmt.write_json(folder / fmt.CARD_FILE, card)
+    (folder / fmt.README_FILE).write_text(save.render_readme(card))
+    resave_metadata(folder, seed.base)
+    return fmt.read_json_object(folder / fmt.CARD_FILE)
 
 
 def _body(readme: str) -> str:
@@ -182,41 +222,6 @@ def resave_all(root: Path) -> list[Path]:
     return done
 
 
-def add_base_perplexity(seed: Seed, folder: Path) -> None:
-    """Record the bare base model's perplexity on the same test sample, so the gain is visible."""
-    from adapterhub.compose.folder import save
-    from adapterhub.compose.workflows.base import load_base, load_tokenizer
-    from adapterhub.compose.workflows.catalog import resolve_base_model
-    from adapterhub.compose.workflows.data import load_dataset, seeded_sample
-    from adapterhub.compose.workflows.evaluate import evaluate
-
-    base = resolve_base_model(seed.base, say=lambda m: print(m, file=sys.stderr))
-    test_ds = seeded_sample(load_dataset(f"{seed.dataset}:test"), seed.test_sample)
-    tokenizer = load_tokenizer(base)
-    model = load_base(base, "lm", tokenizer=tokenizer)
-    result = evaluate(model, tokenizer, test_ds, batch_size=seed.hyper["batch_size"],
-                      max_length=seed.hyper["max_length"], progress=False)
-    card = fmt.read_json_object(folder / fmt.CARD_FILE)
-    card["metrics"]["base_perplexity"] = result.metrics["perplexity"]
-    fmt.write_json(folder / fmt.CARD_FILE, card)
-    (folder / fmt.README_FILE).write_text(save.render_readme(card))
-    resave_metadata(folder, seed.base)
-
-
-def instruct_metrics(base: Path, folder: Path, test_ds, labels: list[str]) -> dict[str, float]:
-    from adapterhub.compose.core.model import AdapterModel
-    from adapterhub.compose.workflows.base import load_base, load_tokenizer
-    from adapterhub.compose.workflows.instruct import constrained_accuracy
-
-    tokenizer = load_tokenizer(base)
-    model = AdapterModel(load_base(base, "lm", tokenizer=tokenizer))
-    with model.disable_adapters():
-        base_acc = constrained_accuracy(model, tokenizer, test_ds, labels)["metrics"]["accuracy"]
-    model.load_adapter(folder, set_active=True)
-    result = constrained_accuracy(model, tokenizer, test_ds, labels)
-    return {**result["metrics"], "base_accuracy": base_acc}
-
-
 def seed_table(root: Path) -> str:
     """The README's table of seed adapters, from their cards."""
     lines = ["| adapter | base | method | data (test examples) | metric | trainable params | train time |",
@@ -263,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="build only these seeds (repeatable)")
     parser.add_argument("--out", type=Path, default=HERE)
     parser.add_argument("--table", action="store_true", help="print the README's table of seeds and exit")
-    parser.add_argument("--base-metrics-only", action="store_true",
-                        help="only (re)compute the base model's perplexity for the LM seeds already built")
+    parser.add_argument("--rescore", action="store_true",
+                        help="only re-score the built seeds by their protocols (cards and READMEs; weights untouched)")
     parser.add_argument("--resave-metadata", action="store_true",
                         help="only rewrite the base's Hub id into the built folders' metadata (weights untouched)")
     args = parser.parse_args(argv)
@@ -279,10 +284,14 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(2)
     chosen = [s for s in SEEDS if not args.only or s.name in args.only]
-    if args.base_metrics_only:
+    if args.rescore:
+        from build_recipes import RECIPES, score_route
+
         for seed in chosen:
-            if seed.dataset == "friends":
-                add_base_perplexity(seed, args.out / seed.name)
+            print(json.dumps({"name": seed.name, "metrics": score(seed, args.out / seed.name)["metrics"]}), flush=True)
+        for spec in RECIPES:
+            if not args.only or spec.name in args.only:
+                print(json.dumps({"name": spec.name, "metrics": score_route(spec, args.out)["metrics"]}), flush=True)
         return 0
     for i, seed in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {seed.name}: {seed.method} on {seed.base} / {seed.dataset}", file=sys.stderr)

@@ -87,15 +87,15 @@ def build_route(spec: RouteSeed, root: Path) -> dict[str, Any]:
     from adapterhub.compose.core.model import AdapterModel
     from adapterhub.compose.workflows.base import load_base, load_tokenizer
     from adapterhub.compose.workflows.catalog import hub_id, resolve_base_model
-    from adapterhub.compose.workflows.data import load_dataset, seeded_sample
-    from adapterhub.compose.workflows.evaluate import default_device, evaluate
-    from adapterhub.compose.workflows.instruct import as_instructions, constrained_accuracy, prompt_for
+    from adapterhub.compose.workflows.data import load_dataset
+    from adapterhub.compose.workflows.evaluate import default_device
+    from adapterhub.compose.workflows.instruct import as_instructions
     from adapterhub.compose.workflows.training import TRAINING_DEFAULTS, fit
 
     lm_expert, instruct_expert = spec.experts
     lm_card = fmt.read_json_object(root / lm_expert / fmt.CARD_FILE)
     instruct_card = fmt.read_json_object(root / instruct_expert / fmt.CARD_FILE)
-    labels = instruct_card["evaluation"]["labels"]
+    labels = instruct_card["evaluation"]["protocol"]["labels"]
     lm_dataset = lm_card["data"]["train"]["source"].split(":")[0]
     news_dataset = instruct_card["data"]["train"]["source"].split(":")[0]
 
@@ -120,26 +120,6 @@ def build_route(spec: RouteSeed, root: Path) -> dict[str, Any]:
     losses, seconds = fit(model, tokenizer, mixture, None, params, settings, device, True, spec.name)
     model.eval()
 
-    lm_test = seeded_sample(load_dataset(f"{lm_dataset}:test"), spec.lm_test_sample)
-    news_test = seeded_sample(load_dataset(f"{news_dataset}:test"), spec.instruct_test_sample)
-    lm_max = lm_card["recipe"]["max_length"]
-
-    def scores() -> dict[str, float]:
-        ppl = evaluate(model, tokenizer, lm_test, batch_size=8, max_length=lm_max, progress=False)
-        acc = constrained_accuracy(model, tokenizer, news_test, labels)["metrics"]
-        return {"perplexity": ppl.metrics["perplexity"], "news_accuracy": acc["accuracy"],
-                "news_macro_f1": acc["macro_f1"]}
-
-    routed = scores()
-    share_lm = _token_share(model, route, tokenizer, [e.text for e in lm_test.examples], 0, lm_max)
-    share_news = _token_share(model, route, tokenizer,
-                              [prompt_for(e.text, labels) for e in news_test.examples], 1, spec.max_length)
-    experts = {}
-    for expert in spec.experts:
-        model.set_active(expert)
-        experts[expert] = scores()
-    model.set_active(route)
-
     out = root / spec.name
     model.save_composition(out, active=route, name=spec.name)
     recipe = fmt.read_json_object(out / fmt.RECIPE_FILE)
@@ -156,20 +136,9 @@ def build_route(spec: RouteSeed, root: Path) -> dict[str, Any]:
         "license": "apache-2.0",
         "base_model": {**lm_card["base_model"], "name_or_path": spec.base, "id": hub_id(spec.base)},
         "composition": route.to_dict(),
-        "metrics": {**{k: routed[k] for k in ("perplexity",)},
-                    "token_share_to_own_expert_friends": share_lm,
-                    "token_share_to_own_expert_news": share_news},
-        "evaluations": [
-            {"source": f"{news_dataset}:test", "sha256": news_test.sha256, "examples": len(news_test),
-             "kind": "constrained answer accuracy",
-             "metrics": {"accuracy": routed["news_accuracy"], "macro_f1": routed["news_macro_f1"]}},
-        ],
-        "experts_alone": experts,
         "data": {
             "train": {"source": f"even mixture of {lm_dataset}:train and {news_dataset}:train as instructions",
                       "sha256": mixture.sha256, "examples": len(mixture)},
-            "test": {"source": f"{lm_dataset}:test", "sha256": lm_test.sha256, "examples": len(lm_test),
-                     "sample": f"seeded sample of {spec.lm_test_sample}"},
         },
         "recipe": {"trains": "routers only (experts frozen)", "steps": spec.steps, "batch_size": spec.batch_size,
                    "lr": spec.lr, "max_length": spec.max_length, "mixture_per_task": spec.mixture_per_task},
@@ -180,6 +149,65 @@ def build_route(spec: RouteSeed, root: Path) -> dict[str, Any]:
                      "device": device.type},
         "build": {"script": "seed_adapters/build.py", "wall_time_s": round(time.perf_counter() - started, 1)},
     }
+    fmt.write_json(out / fmt.CARD_FILE, card)
+    return score_route(spec, root)
+
+
+def score_route(spec: RouteSeed, root: Path) -> dict[str, Any]:
+    """Score the built recipe, and each expert alone, by the experts' own card protocols (Friends
+    perplexity, BBC News constrained answer), plus the share of tokens each task routes to its own
+    expert; write them into the recipe's card and README (``--rescore``: the weights stay)."""
+    from dataclasses import replace
+
+    import torch
+
+    from adapterhub.compose.core.model import AdapterModel
+    from adapterhub.compose.workflows.base import load_base, load_tokenizer
+    from adapterhub.compose.workflows.catalog import resolve_base_model
+    from adapterhub.compose.workflows.reproduce import load_protocol_data, run_protocol
+    from adapterhub.eval_protocol import card_protocol
+
+    out = root / spec.name
+    lm_expert, instruct_expert = spec.experts
+    lm_protocol = card_protocol(fmt.read_json_object(root / lm_expert / fmt.CARD_FILE))
+    news_protocol = card_protocol(fmt.read_json_object(root / instruct_expert / fmt.CARD_FILE))
+    lm_protocol = replace(lm_protocol, data=replace(lm_protocol.data, sample=spec.lm_test_sample), batch_size=8)
+    news_protocol = replace(news_protocol, data=replace(news_protocol.data, sample=spec.instruct_test_sample))
+
+    def scores(folder: Path) -> tuple[dict, dict]:
+        lm = run_protocol(folder, lm_protocol, progress=False)
+        news = run_protocol(folder, news_protocol, progress=False)
+        return lm, news
+
+    routed_lm, routed_news = scores(out)
+    experts = {}
+    for expert in spec.experts:
+        lm, news = scores(root / expert)
+        experts[expert] = {"perplexity": lm.metrics["perplexity"], "news_accuracy": news.metrics["accuracy"],
+                           "news_macro_f1": news.metrics["macro_f1"]}
+
+    base = resolve_base_model(spec.base, say=lambda m: print(m, file=sys.stderr))
+    tokenizer = load_tokenizer(base)
+    model = AdapterModel(load_base(base, "lm", tokenizer=tokenizer))
+    route = model.load_composition(out, set_active=True)
+    model.eval()
+    labels = list(news_protocol.labels)
+    torch.manual_seed(spec.seed)
+    share_lm = _token_share(model, route, tokenizer, load_protocol_data(lm_protocol).texts, 0, lm_protocol.max_length)
+    prompts = [news_protocol.template.render(t, labels) for t in load_protocol_data(news_protocol).texts]
+    share_news = _token_share(model, route, tokenizer, prompts, 1, spec.max_length)
+
+    card = fmt.read_json_object(out / fmt.CARD_FILE)
+    card["metrics"] = {"perplexity": routed_lm.metrics["perplexity"],
+                       "token_share_to_own_expert_friends": share_lm, "token_share_to_own_expert_news": share_news}
+    card["evaluation"] = {"protocol": routed_lm.protocol}
+    card["evaluations"] = [{"kind": "constrained answer accuracy", "protocol": routed_news.protocol,
+                            "source": news_protocol.data.ref, "sha256": routed_news.dataset_sha256,
+                            "examples": routed_news.n_examples, "metrics": routed_news.metrics,
+                            "confusion_matrix": routed_news.confusion_matrix}]
+    card["experts_alone"] = experts
+    card["data"]["test"] = {"source": lm_protocol.data.ref, "sha256": routed_lm.dataset_sha256,
+                            "examples": routed_lm.n_examples, "sample": f"seeded sample of {spec.lm_test_sample}"}
     fmt.write_json(out / fmt.CARD_FILE, card)
     (out / fmt.README_FILE).write_text(render_readme(card))
     from build import resave_metadata  # the base's Hub id in every folder of the recipe, and the front matter

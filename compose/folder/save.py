@@ -24,7 +24,7 @@ from adapterhub.compose.tuners import tuner_for_config
 from adapterhub.compose.tuners.site import iter_sites
 from adapterhub.compose.workflows.catalog import hub_id
 from adapterhub.errors import InvalidAdapterError
-from adapterhub.eval_protocol import card_results, model_index
+from adapterhub.eval_protocol import SCORED_TOKENS, card_results, model_index
 from adapterhub.format import CARD_FILE, CONFIG_FILE, README_FILE, WEIGHTS_FILE, atomic_folder, write_json
 from adapterhub.vocab import task_named
 
@@ -183,9 +183,29 @@ def render_readme(card: dict[str, Any]) -> str:
         lines += ["", "## Metrics", ""] + [f"- {k}: {v}" for k, v in card["metrics"].items()]
     if card.get("data"):
         lines += ["", "## Data", "", "```json", json.dumps(card["data"], indent=2), "```"]
+    lines += _protocol_lines(card)
     lines += ["", "## Use", "", "```python", "import adapterhub as ah", "am = ah.AdapterModel(base_model)",
               f"am.load_adapter('path/to/this/folder', name={card.get('name')!r}, set_active=True)", "```", ""]
     return "\n".join(lines)
+
+
+def _protocol_lines(card: dict[str, Any]) -> list[str]:
+    """How the figures above were scored, in words an outsider can follow without our code."""
+    results = card_results(card)
+    if not results:
+        return []
+    lines = ["", "## How the figures were scored", ""]
+    for protocol, _recorded in results:
+        lines.append(f"- {protocol.describe()}; scored tokens: {SCORED_TOKENS[protocol.scoring]}")
+        if protocol.template is not None:
+            t = protocol.template
+            lines += [f"  - prompt template (sha256 `{t.sha256[:12]}`), the article cut to its first {t.max_chars} "
+                      f"characters, no chat template, each answer joined by {t.answer_prefix!r}; the choices: "
+                      f"{', '.join(protocol.labels or ())}:", "", "    ```text", *("    " + x for x in t.text.splitlines()),
+                      "    ```", ""]
+    lines += ["", "Re-make them with `adapterhub eval REF` (REF: this adapter's registry reference or folder; the "
+              "card's protocol is the default) and check them with `adapterhub eval --verify REF`."]
+    return lines
 
 
 def site_paths(model: AdapterModel, name: str) -> list[str]:

@@ -143,12 +143,10 @@ def test_resave_metadata_refuses_a_base_outside_the_catalogue(tmp_path):
 def test_a_seed_evaluates_on_the_base_its_folder_names():
     """The id in adapter_config.json resolves to the local catalogue folder (no download), as
     ``adapterhub eval <folder> --base <that id>`` would."""
-    from adapterhub.compose.workflows.data import load_dataset, seeded_sample
-    from adapterhub.compose.workflows.evaluate import evaluate_adapter
+    from adapterhub.compose.workflows.reproduce import evaluate_adapter
 
     folder = ROOT / "minilm-bbc-news-lora"
     base = _base_id(folder)
     assert base == "sentence-transformers/all-MiniLM-L6-v2"
-    data = seeded_sample(load_dataset("bbc-news:test"), 64)
-    result = evaluate_adapter(folder, base, data, batch_size=32, max_length=128, progress=False)
+    result = evaluate_adapter(folder, base, "bbc-news:test", sample=64, batch_size=32, progress=False)
     assert result.metrics["accuracy"] > 0.8

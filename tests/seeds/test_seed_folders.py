@@ -39,7 +39,11 @@ def test_card_matches_files(folder):
     assert readme.startswith("---\n") and f"\n---\n# {folder.name}\n" in readme  # front matter, then the title
     header = fmt.check_safetensors_file(folder / fmt.WEIGHTS_FILE)
     n_params = sum(_numel(v["shape"]) for k, v in header.items() if k != "__metadata__")
-    assert n_params == card["trainable_parameters"]
+    assert n_params == card["saved_parameters"]
+    # one count of what trains, the same at the top and under training (LoRA-FA saves its frozen A too)
+    assert card["trainable_parameters"] == card["training"]["trainable_parameters"]
+    frozen = sum(_numel(v["shape"]) for k, v in header.items() if ".lora_A." in k)
+    assert card["trainable_parameters"] == n_params - (frozen if card["recipe"]["method"] == "lora_fa" else 0)
     shapes = card["base_model"]["fingerprint"]["shapes"]
     with safe_open(str(folder / fmt.WEIGHTS_FILE), "pt") as f:
         for key in f.keys():
@@ -68,19 +72,6 @@ def test_recipe_names_the_committed_seeds_it_composes(recipe):
     assert card["data"]["train"]["sha256"] != card["data"]["test"]["sha256"]
 
 
-@pytest.mark.slow
-def test_route_recipe_reproduces_its_recorded_perplexity():
-    from adapterhub.compose.workflows.data import load_dataset, seeded_sample
-    from adapterhub.compose.workflows.evaluate import evaluate_adapter
-
-    folder = ROOT / "smollm2-friends-news-route"
-    card = json.loads((folder / fmt.CARD_FILE).read_text())
-    data = seeded_sample(load_dataset("friends:test"), card["data"]["test"]["examples"])
-    assert data.sha256 == card["data"]["test"]["sha256"], "the fixed test sample changed"
-    result = evaluate_adapter(folder, "smollm2-135m", data, batch_size=8, max_length=64, progress=False)
-    assert result.metrics["perplexity"] == pytest.approx(card["metrics"]["perplexity"], rel=1e-4)
-
-
 def _numel(shape):
     n = 1
     for d in shape:
@@ -88,17 +79,3 @@ def _numel(shape):
     return n
 
 
-@pytest.mark.slow
-def test_bbc_news_seed_reproduces_its_recorded_accuracy():
-    from adapterhub.compose.workflows.builtin_data import BUILTIN
-    from adapterhub.compose.workflows.data import load_examples
-    from adapterhub.compose.workflows.evaluate import evaluate_adapter
-
-    folder = ROOT / "minilm-bbc-news-lora"
-    card = json.loads((folder / fmt.CARD_FILE).read_text())
-    rows, task = BUILTIN["bbc-news:test"]()
-    data = load_examples(rows, task, name="bbc-news:test")
-    assert data.sha256 == card["data"]["test"]["sha256"], "the fixed test split changed"
-    result = evaluate_adapter(folder, "minilm-l6", data, batch_size=32, max_length=128, progress=False)
-    assert result.metrics["accuracy"] == pytest.approx(card["metrics"]["accuracy"], abs=1e-6)
-    assert result.metrics["macro_f1"] == pytest.approx(card["metrics"]["macro_f1"], abs=1e-6)
