@@ -33,7 +33,12 @@ def seed_registry(hub: Hub, root: Path, say: Callable[[str], None] = print) -> l
             continue
         hub.push(folder, ref, version=VERSION, alias="stable")
         card = read_json_object(folder / CARD_FILE) if (folder / CARD_FILE).is_file() else {}
-        for protocol, recorded in card_results(card):  # the card's figures, each with how it was scored
+        results = card_results(card)
+        test = (card.get("data") or {}).get("test") or {}
+        if not results and card.get("metrics") and test.get("sha256"):  # a card older than protocols
+            metrics = {k: v for k, v in card["metrics"].items() if isinstance(v, (int, float))}
+            hub.post_eval(f"{ref}@{VERSION}", test.get("source", "test"), test["sha256"], metrics)
+        for protocol, recorded in results:  # the card's figures, each with how it was scored
             metrics = {k: v for k, v in recorded["metrics"].items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
             hub.post_eval(f"{ref}@{VERSION}", protocol.data.label(), recorded["data_sha256"] or "", metrics,

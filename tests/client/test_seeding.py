@@ -53,7 +53,9 @@ def test_the_committed_seeds_publish_with_the_recipe_and_all_its_evaluations(onl
     hub = Hub()
     recipe = "adapterhub/smollm2-friends-news-route"
     shown = hub.show(recipe)
-    assert {e["dataset"] for e in shown["version"]["evaluations"]} == {"friends:test", "bbc-news:test"}
+    # each named by its protocol's data: "friends:test (seeded sample of 200, seed 0)"
+    assert {e["dataset"].split(" ")[0] for e in shown["version"]["evaluations"]} == {"friends:test", "bbc-news:test"}
+    assert all(e["protocol"] for e in shown["version"]["evaluations"])
     folder = hub.pull(recipe)
     spec = json.loads((folder / "composition.json").read_text())
     for name, entry in spec["adapters"].items():

@@ -146,7 +146,7 @@ PROTOCOL_CASES = [
     ("template text does not match its sha256", {"protocol": {**PROTOCOL, "template": {**PROTOCOL["template"], "text": "x"}}},
      "invalid protocol: protocol template: its text does not match its sha256"),
     ("template text not a string", {"protocol": {**PROTOCOL, "template": {"text": 5}}},
-     "invalid protocol: malformed (AttributeError"),
+     "invalid protocol: protocol template.text must be a string"),
     ("over 64 KiB", {"protocol": {**PROTOCOL, "software": {"notes": "n" * 65_536}}},
      "bytes as JSON; the limit is 65536"),
     ("too deep", {"protocol": {**PROTOCOL, "software": _nested(20)}},
