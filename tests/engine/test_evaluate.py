@@ -129,17 +129,21 @@ def test_training_options_are_sorted_into_settings_and_config_and_unknown_ones_r
         split_hyper("lora", {"steps": 0})
 
 
-@pytest.fixture(scope="module")
-def bases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bases")
+def write_bases(root, rows: list[dict]):
+    """Two tiny random bases (a BERT classifier, a Llama LM) and ``rows`` as cls.jsonl and lm.jsonl."""
     for arch in ("bert-seqcls", "llama-causal"):
         build(arch).save_pretrained(root / arch)
         word_tokenizer().save_pretrained(root / arch)
-    rows = [{"text": f"the {w} was {'good' if i % 2 else 'bad'}", "label": "good" if i % 2 else "bad"}
-            for i, w in enumerate(["film", "plot", "music"] * 4)]
     write(root / "cls.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     write(root / "lm.jsonl", "".join(json.dumps({"text": r["text"]}) + "\n" for r in rows))
     return root
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    rows = [{"text": f"the {w} was {'good' if i % 2 else 'bad'}", "label": "good" if i % 2 else "bad"}
+            for i, w in enumerate(["film", "plot", "music"] * 4)]
+    return write_bases(tmp_path_factory.mktemp("bases"), rows)
 
 
 @pytest.mark.parametrize("method", list(PRESETS))

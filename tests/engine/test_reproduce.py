@@ -3,8 +3,6 @@ the card, overrides recorded, batch size without effect, constrained answers, an
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from adapterhub import format as fmt
@@ -23,7 +21,7 @@ from adapterhub.eval_protocol import (
     card_results,
     same_figures,
 )
-from tests.engine.test_evaluate import word_tokenizer, write
+from tests.engine.test_evaluate import word_tokenizer, write, write_bases
 from tests.helpers.tiny import build
 
 ROWS = [{"text": f"the {w} was {'good' if i % 2 else 'bad'} and {'very ' * (i % 4)}good", "label": "good" if i % 3 else "bad"}
@@ -32,13 +30,7 @@ ROWS = [{"text": f"the {w} was {'good' if i % 2 else 'bad'} and {'very ' * (i % 
 
 @pytest.fixture(scope="module")
 def bases(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bases")
-    for arch in ("bert-seqcls", "llama-causal"):
-        build(arch).save_pretrained(root / arch)
-        word_tokenizer().save_pretrained(root / arch)
-    write(root / "cls.jsonl", "".join(json.dumps(r) + "\n" for r in ROWS))
-    write(root / "lm.jsonl", "".join(json.dumps({"text": r["text"]}) + "\n" for r in ROWS))
-    return root
+    return write_bases(tmp_path_factory.mktemp("bases"), ROWS)
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from adapterhub.registry.server import db
 from adapterhub.registry.server.crud import evaluation_out
 from adapterhub.registry.server.models import Evaluation, utcnow
 from adapterhub.registry.server.settings import normalize_database_url
-from tests.helpers.live_server import fresh_postgres
 from tests.helpers.snapshots import database_state
 from tests.registry.factory import adapter_files, client, make_user, push
+from tests.registry.test_migrations import empty_url  # noqa: F401  (the fixture: a blank SQLite or PostgreSQL)
 
 SHA = "ab" * 32
 LABELS = ("negative", "neutral", "positive")
@@ -256,15 +256,6 @@ def test_a_verification_of_another_adapters_evaluation_is_refused_like_a_missing
 
 # -- migration 0007 ------------------------------------------------------------------------------------
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.sqlite'}"
-    else:
-        with fresh_postgres() as url:
-            yield url
-
-
 def _row(table, **given) -> dict:
     """``given``, plus a plain value for every other required column of ``table`` (as reflected at 0006)."""
     row = dict(given)
@@ -277,7 +268,7 @@ def _row(table, **given) -> dict:
     return row
 
 
-def test_0007_keeps_the_evaluations_stored_before_it_with_nulls(empty_url):
+def test_0007_keeps_the_evaluations_stored_before_it_with_nulls(empty_url):  # noqa: F811 (the imported fixture)
     engine = db.make_engine(normalize_database_url(empty_url))
     try:
         db.upgrade(engine, "0006")
