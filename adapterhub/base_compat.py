@@ -58,7 +58,7 @@ SITE_TENSORS = {  # what each site method saves per module, as (module).(param)
     "lora": re.compile(r"(?P<module>.+)\.(?P<param>lora_[AB]\.weight|lora_B\.bias|lora_embedding_[AB]"
                        r"|lora_magnitude_vector(?:\.weight)?)"),
     "ia3": re.compile(r"(?P<module>.+)\.(?P<param>ia3_l)"),
-    "bottleneck": re.compile(r"(?P<module>.+)\.(?P<param>adapter_(?:down|up)\.(?:weight|bias))"),
+    "bottleneck": re.compile(r"(?P<module>.+)\.(?P<param>adapter_(?:down|up|norm_before|norm_after)\.(?:weight|bias))"),
 }
 OUR_TENSORS = {  # what our engine loads of them
     "lora": re.compile(r".+\.lora_[AB]\.weight"),
@@ -219,8 +219,7 @@ def _bottleneck(name: str, shape: list[int], match: re.Match, module: str, confi
     width = max(1, n_out // int(config.get("reduction_factor") or 16))
     if len(shape) == 2:
         width = shape[0] if param == "adapter_down.weight" else shape[1]
-    needed = {"adapter_down.weight": [width, n_out], "adapter_up.weight": [n_out, width],
-              "adapter_up.bias": [n_out]}[param]
+    needed = {"adapter_down.weight": [width, n_out], "adapter_up.weight": [n_out, width]}.get(param, [n_out])
     return _unless(shape == needed, name, shape, module, base, f"gives {n_out} outputs",
                    param.removesuffix(".weight"), needed)
 

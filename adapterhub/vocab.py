@@ -62,7 +62,7 @@ METHODS: dict[str, MethodInfo] = {
 }
 
 # what `adapterhub train --method` takes: every method, plus named settings of one (LoRA-FA is LoRA
-# with A frozen; Pfeiffer and Houlsby are AdapterHub's bottleneck placements)
+# with A frozen; Pfeiffer, Houlsby and parallel are AdapterHub's SeqBn, DoubleSeqBn and ParBn bottlenecks)
 TRAINING_PRESETS: dict[str, str] = {
     "lora": "lora",
     "lora_fa": "lora",
@@ -70,6 +70,7 @@ TRAINING_PRESETS: dict[str, str] = {
     "bottleneck": "bottleneck",
     "pfeiffer": "bottleneck",
     "houlsby": "bottleneck",
+    "parallel": "bottleneck",
     "prompt_tuning": "prompt_tuning",
     "prefix_tuning": "prefix_tuning",
 }

@@ -75,9 +75,11 @@ class RowPlan:
         bank = lora_bank(site, self.lora_names) if self.lora_names else None
         if bank is not None:
             out = self._add_lora_delta(bank, x, out, rep)
+        tap = site.__dict__.get("ah_sublayer")  # a bottleneck's residual input, for these rows only
         for node, rows in self.groups:
             rows = expand_rows(rows, rep).to(x.device)
-            sub = execute.site_output(site, node, x.index_select(0, rows), out.index_select(0, rows))
+            with tap.selecting(rows) if tap is not None else contextlib.nullcontext():
+                sub = execute.site_output(site, node, x.index_select(0, rows), out.index_select(0, rows))
             out = out.index_copy(0, rows, sub)
         return out
 

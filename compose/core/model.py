@@ -33,13 +33,13 @@ from adapterhub.compose.core.api import CompositionMixin
 from adapterhub.compose.core.hub import pull_from_registry
 from adapterhub.compose.core.model_facts import fill_model_facts
 from adapterhub.compose.core.state import ModelAdapters
-from adapterhub.compose.core.targets import find_heads, find_targets
+from adapterhub.compose.core.targets import build_sites, find_heads
 from adapterhub.compose.folder import load, save
 from adapterhub.compose.tuners import tuner_for_config
 from adapterhub.compose.tuners import virtual_tokens as prompting
 from adapterhub.compose.tuners.config_base import AdapterConfig
 from adapterhub.compose.tuners.heads import add_head, iter_heads
-from adapterhub.compose.tuners.site import iter_sites, make_site, site_facts
+from adapterhub.compose.tuners.site import iter_sites, make_site
 from adapterhub.errors import AdapterNotFoundError, InvalidAdapterError
 
 
@@ -111,22 +111,17 @@ class AdapterModel(CompositionMixin):
         config = copy.deepcopy(config)
         method = tuner_for_config(config)
         fill_model_facts(self, config, method)
-        built: list[tuple[nn.Module, str, nn.Module]] = []
         if method.info.at_sites:
-            for site_name in find_targets(self, config.target_modules, name):
-                module = self.get_submodule(site_name)
-                layer = method.tuner.build_layer(site_facts(module, site_name), site_name, config)
-                built.append((module, site_name, layer))
-            if hasattr(config, "fan_in_fan_out"):
-                config.fan_in_fan_out = any(site_facts(m, n).fan_in_fan_out for m, n, _ in built)
+            built, prepare = build_sites(self, method, config, name)
         else:
-            encoder = method.tuner.build_encoder(self, config, tokenizer)
+            built, encoder = [], method.tuner.build_encoder(self, config, tokenizer)
         heads = find_heads(self, config.modules_to_save, name)
         # attach: nothing below can fail on user input
         device = next(self.parameters()).device
         added: list[nn.Module] = []
         for module, site_name, layer in built:
             site = make_site(module, self.ah.state, site_name)
+            prepare(site_name, site)
             site.ah_adapters[name] = layer if _on(layer, device) else layer.to(device=device)
             added.append(site.ah_adapters[name])
         if method.info.virtual_tokens:

@@ -8,7 +8,7 @@ import re
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from adapterhub.compose.tuners.site import base_named_modules
+from adapterhub.compose.tuners.site import base_named_modules, site_facts
 from adapterhub.errors import InvalidAdapterError, TargetModuleNotFoundError
 
 
@@ -56,3 +56,17 @@ def find_heads(model: nn.Module, modules_to_save: list[str] | None, adapter: str
 
 def _is_regex(text: str) -> bool:
     return any(c in text for c in "|\\()[]*+?^$")
+
+
+def build_sites(model: nn.Module, method, config, adapter: str):
+    """Every site layer the adapter needs, built but not attached, and what attaches the method's
+    extras at each site (a bottleneck's residual taps): all the checks that can fail run here."""
+    built: list[tuple[nn.Module, str, nn.Module]] = []
+    for site_name in find_targets(model, config.target_modules, adapter):
+        module = model.get_submodule(site_name)
+        built.append((module, site_name, method.tuner.build_layer(site_facts(module, site_name), site_name, config)))
+    if hasattr(config, "fan_in_fan_out"):
+        config.fan_in_fan_out = any(site_facts(m, n).fan_in_fan_out for m, n, _ in built)
+    plan = getattr(method.tuner, "plan_sites", None)
+    prepare = plan(model, [n for _, n, _ in built], config) if plan else (lambda name, site: None)
+    return built, prepare

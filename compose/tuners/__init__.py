@@ -41,7 +41,9 @@ TUNERS: dict[str, Tuner] = {
         Tuner(METHODS["lora"], LoRAConfig, lora_model, ("lora_A.weight", "lora_B.weight")),
         Tuner(METHODS["ia3"], IA3Config, ia3_model, ("ia3_l",)),
         Tuner(METHODS["bottleneck"], BottleneckConfig, bottleneck_model,
-              ("adapter_down.weight", "adapter_down.bias", "adapter_up.weight", "adapter_up.bias")),
+              ("adapter_down.weight", "adapter_down.bias", "adapter_up.weight", "adapter_up.bias",
+               "adapter_norm_before.weight", "adapter_norm_before.bias", "adapter_norm_after.weight",
+               "adapter_norm_after.bias")),
         Tuner(METHODS["prompt_tuning"], PromptTuningConfig, prompt_model),
         Tuner(METHODS["prefix_tuning"], PrefixTuningConfig, prefix_model),
     )

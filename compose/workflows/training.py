@@ -18,7 +18,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from adapterhub import format as fmt
 from adapterhub.compose.core.model import AdapterModel
+from adapterhub.compose.tuners.bottleneck.config import PRESETS as BN_PRESETS
 from adapterhub.compose.tuners.bottleneck.config import BottleneckConfig
 from adapterhub.compose.tuners.ia3.config import IA3Config
 from adapterhub.compose.tuners.lora.config import LoRAConfig
@@ -47,6 +48,7 @@ class Recipe:
     config_cls: type
     fixed: dict[str, Any]
     lr: float  # default learning rate: prompt methods want a larger one
+    defaults: dict[str, Any] = field(default_factory=dict)  # what defines the preset, the user may override
 
 
 # training preset (adapterhub.vocab.TRAINING_PRESETS) -> its adapter config and the settings that define it
@@ -55,8 +57,9 @@ PRESETS: dict[str, Recipe] = {
     "lora_fa": Recipe(LoRAConfig, {"lora_fa": True}, 1e-3),
     "ia3": Recipe(IA3Config, {}, 3e-3),
     "bottleneck": Recipe(BottleneckConfig, {}, 1e-3),
-    "pfeiffer": Recipe(BottleneckConfig, {"placement": "pfeiffer"}, 1e-3),
-    "houlsby": Recipe(BottleneckConfig, {"placement": "houlsby"}, 1e-3),
+    "pfeiffer": Recipe(BottleneckConfig, {}, 1e-3, BN_PRESETS["seq_bn"]),
+    "houlsby": Recipe(BottleneckConfig, {}, 1e-3, BN_PRESETS["double_seq_bn"]),
+    "parallel": Recipe(BottleneckConfig, {}, 1e-3, BN_PRESETS["par_bn"]),
     "prompt_tuning": Recipe(PromptTuningConfig, {}, 3e-2),
     "prefix_tuning": Recipe(PrefixTuningConfig, {}, 1e-2),
 }
@@ -102,7 +105,7 @@ def split_hyper(method: str, hyper: dict[str, Any]) -> tuple[dict[str, Any], dic
         if not isinstance(training[key], int) or training[key] < 1:
             raise InvalidAdapterError(f"{key} must be a positive integer, got {training[key]!r}")
     training["lr"] = float(training["lr"] if training["lr"] is not None else recipe.lr)
-    return training, {**config, **recipe.fixed}
+    return training, {**recipe.defaults, **config, **recipe.fixed}
 
 
 def _adapter_name(out: Path) -> str:

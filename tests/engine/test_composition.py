@@ -62,8 +62,8 @@ def _mixed_model():
     model = ah.AdapterModel(build("llama-causal"))
     model.add_adapter("l1", ah.LoRAConfig(r=4, init_lora_weights=False))
     model.add_adapter("l2", ah.LoRAConfig(r=2, init_lora_weights=False))
-    model.add_adapter("b1", ah.BottleneckConfig(init_weights=False))
-    model.add_adapter("b2", ah.BottleneckConfig(init_weights=False))
+    model.add_adapter("b1", ah.BottleneckConfig(original_ln_before=False, init_weights=False))
+    model.add_adapter("b2", ah.BottleneckConfig(original_ln_before=False, init_weights=False))
     model.add_adapter("i", ah.IA3Config(init_ia3_weights=False))
     model.add_adapter("p", ah.PromptTuningConfig(num_virtual_tokens=2))
     return model
@@ -131,9 +131,10 @@ def test_stack_of_lora_or_ia3_equals_both_merged(arch, case):
 @pytest.mark.parametrize("arch", ["llama-causal", "gpt2", "bert-seqcls"])
 def test_stack_of_bottlenecks_is_sequential(arch):
     model = ah.AdapterModel(build(arch))
-    model.add_adapter("a", ah.BottleneckConfig(init_weights=False))
-    model.add_adapter("b", ah.BottleneckConfig(init_weights=False))
-    model.add_adapter("identity", ah.BottleneckConfig())  # zero-initialised up projection
+    # on the raw sublayer output (no residual read), so that a site can be driven with any x below
+    model.add_adapter("a", ah.BottleneckConfig(original_ln_before=False, init_weights=False))
+    model.add_adapter("b", ah.BottleneckConfig(original_ln_before=False, init_weights=False))
+    model.add_adapter("identity", ah.BottleneckConfig(init_weights="mam_adapter"))  # zero up projection
     ids, mask = batch()
     model.set_active("a")
     alone = _logits(model, ids, mask)
@@ -146,7 +147,8 @@ def test_stack_of_bottlenecks_is_sequential(arch):
     site = next(m for n, m in model.named_modules() if hasattr(m, "ah_adapters") and "a" in m.ah_adapters)
     x = torch.randn(2, 3, site.weight.shape[1] if not hasattr(site, "nf") else site.weight.shape[0])
     with torch.no_grad():
-        expected = site.ah_adapters["b"].transform(site.ah_adapters["a"].transform(site.base_forward(x)))
+        a, b = site.ah_adapters["a"], site.ah_adapters["b"]
+        expected = b.adapter_output(a.adapter_output(site.base_forward(x), None, None), None, None)
         torch.testing.assert_close(execute.site_output(site, ah.Stack("a", "b"), x), expected)
 
 

@@ -10,6 +10,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from adapterhub.compose.tuners.bottleneck.config import PRESETS as BN_PRESETS
 from adapterhub.compose.workflows.data import DatasetError, load_dataset, load_examples
 from adapterhub.compose.workflows.evaluate import (
     classification_metrics,
@@ -120,7 +121,7 @@ def test_missing_file_and_unknown_task_are_refused(tmp_path):
 def test_training_options_are_sorted_into_settings_and_config_and_unknown_ones_refused():
     settings, config = split_hyper("houlsby", {"steps": 5, "reduction_factor": 4, "lr": None})
     assert settings["steps"] == 5 and settings["lr"] == PRESETS["houlsby"].lr
-    assert config == {"reduction_factor": 4, "placement": "houlsby"}
+    assert config == {**BN_PRESETS["double_seq_bn"], "reduction_factor": 4}
     with pytest.raises(InvalidAdapterError, match="unknown option 'r' for method ia3"):
         split_hyper("ia3", {"r": 4})
     with pytest.raises(InvalidAdapterError, match="unknown method 'dora'"):

@@ -104,7 +104,7 @@ def test_untrained_bottleneck_and_ia3_are_identity():
     model = ah.AdapterModel(build("llama-causal"))
     ids, mask = batch()
     base = _logits(model, ids, mask)
-    model.add_adapter("b", ah.BottleneckConfig(placement="houlsby"))
+    model.add_adapter("b", ah.BottleneckConfig.preset("houlsby", init_weights="mam_adapter"))
     model.add_adapter("i", ah.IA3Config())
     model.add_adapter("l", ah.LoRAConfig())
     for name in ("b", "i", "l"):

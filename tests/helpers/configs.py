@@ -16,9 +16,9 @@ def method_config(case: str, arch: str, **kw):
     if case == "ia3":
         return ah.IA3Config(**seq, **kw)
     if case == "houlsby":
-        return ah.BottleneckConfig(placement="houlsby", reduction_factor=4, **seq, **kw)
+        return ah.BottleneckConfig.preset("houlsby", reduction_factor=4, **seq, **kw)
     if case == "pfeiffer":
-        return ah.BottleneckConfig(placement="pfeiffer", reduction_factor=4, **seq, **kw)
+        return ah.BottleneckConfig.preset("pfeiffer", reduction_factor=4, **seq, **kw)
     if case == "prompt":
         return ah.PromptTuningConfig(num_virtual_tokens=4, **seq, **kw)
     if case == "prefix":
