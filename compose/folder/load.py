@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import load_file
 
+from adapterhub.adapters_folder import is_adapters_config
 from adapterhub.compose.core.fingerprint import check_fingerprint
+from adapterhub.compose.folder.adapters_format import read_adapters_folder
 from adapterhub.compose.folder.keys import PREFIX, PROMPT_KEY, PROMPT_METHOD_PREFIX, adapter_tensors
 from adapterhub.compose.folder.save import CARRIED_CARD_FIELDS
 from adapterhub.compose.tuners import Tuner, tuner_for_peft_type
@@ -71,13 +73,18 @@ def load_adapter(model: AdapterModel, source: str | Path, name: str | None = Non
     folder = resolve_source(source, pull)
     reference = None if Path(source).is_dir() else str(source)
     raw = read_json_object(folder / CONFIG_FILE)
-    method = tuner_for_peft_type(raw.get("peft_type"))
-    card = read_json_object(folder / CARD_FILE) if (folder / CARD_FILE).exists() else {}
-    config = method.config_cls.from_dict(raw, card.get("config_extra"))
-    name = name or card.get("name") or _name_from_folder(folder)
-    if card:
-        check_fingerprint(model, card, name)
-    tensors = read_weights(folder)
+    if is_adapters_config(raw):  # AdapterHub's adapters wrote it: mapped onto ours, or refused naming why
+        converted = read_adapters_folder(folder, raw, model)
+        method, config, tensors, card = converted.method, converted.config, converted.tensors, converted.card
+        name = name or card["name"]
+    else:
+        method = tuner_for_peft_type(raw.get("peft_type"))
+        card = read_json_object(folder / CARD_FILE) if (folder / CARD_FILE).exists() else {}
+        config = method.config_cls.from_dict(raw, card.get("config_extra"))
+        name = name or card.get("name") or _name_from_folder(folder)
+        if card:
+            check_fingerprint(model, card, name)
+        tensors = read_weights(folder)
     sites, heads, prompt = split_keys(tensors, method, folder)
     if replace and name in model.ah.configs:
         hot_swap(model, name, config, tensors)
@@ -97,7 +104,7 @@ def load_adapter(model: AdapterModel, source: str | Path, name: str | None = Non
             raise
         # keep the user's original target list in the config we report and save again
         loaded = model.ah.configs[name]
-        if method.info.at_sites and raw.get("target_modules") is not None:
+        if method.info.at_sites and raw.get("target_modules") is not None and "config" not in raw:
             loaded.target_modules = raw["target_modules"]
         loaded.modules_to_save = raw.get("modules_to_save") if heads else None
     model.ah.sources.pop(name, None)

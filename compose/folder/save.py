@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from adapterhub.compose.core.fingerprint import fingerprint
+from adapterhub.compose.folder.adapters_save import save_adapters_folder
 from adapterhub.compose.folder.keys import adapter_state_dict
 from adapterhub.compose.tuners import tuner_for_config
 from adapterhub.compose.tuners.site import iter_sites
@@ -26,12 +27,12 @@ from adapterhub.compose.workflows.catalog import hub_id
 from adapterhub.errors import InvalidAdapterError
 from adapterhub.eval_protocol import SCORED_TOKENS, card_results, model_index
 from adapterhub.format import CARD_FILE, CONFIG_FILE, README_FILE, WEIGHTS_FILE, atomic_folder, write_json
-from adapterhub.vocab import task_named
+from adapterhub.vocab import METHODS, TRAINING_PRESETS, task_named
 
 if TYPE_CHECKING:
     from adapterhub.compose.core.model import AdapterModel
 
-FORMATS = ("adapterhub", "peft")
+FORMATS = ("adapterhub", "peft", "adapters")  # ours, PEFT's, AdapterHub's adapters'
 
 # what a loaded adapter's card says it is for, kept when the adapter is saved again (a recipe's
 # copy of a classifier must still name its task and labels, or it cannot be loaded to classify)
@@ -46,8 +47,10 @@ def save_adapter(model: AdapterModel, name: str, path: Path, format: str = "adap
     method = tuner_for_config(config)
     if format == "peft" and config.peft_type is None:
         raise InvalidAdapterError(f"adapter {name!r} is a {method.name} adapter, which PEFT cannot load; use format='adapterhub'")
-    tensors = adapter_state_dict(model, name)
     base_id = recorded_base_id(model, config.base_model_name_or_path, base_model_id)
+    if format == "adapters":
+        return save_adapters_folder(model, name, Path(path), base_id)
+    tensors = adapter_state_dict(model, name)
     path = Path(path)
     with atomic_folder(path) as tmp:
         write_json(tmp / CONFIG_FILE, {**config.to_dict(), **({"base_model_name_or_path": base_id} if base_id else {})})
@@ -135,7 +138,7 @@ def front_matter(card: dict[str, Any]) -> str:
     meta: list[tuple[str, Any]] = []
     if isinstance(base, dict) and base.get("id"):
         meta.append(("base_model", base["id"]))
-    meta.append(("library_name", "peft"))
+    meta.append(("library_name", "peft" if peft_loads(card) else "adapterhub"))
     task = task_named(card.get("task")) if isinstance(card.get("task"), str) else None
     if task is not None:
         meta.append(("pipeline_tag", task.pipeline_tag))
@@ -163,6 +166,13 @@ def _model_index(card: dict[str, Any]) -> list[dict[str, Any]]:
     return model_index(str(card.get("name") or "adapter"), card, results)
 
 
+def peft_loads(card: dict[str, Any]) -> bool:
+    """Whether PEFT has the card's method (a bottleneck adapter is AdapterHub's, not PEFT's)."""
+    name = str(card.get("method") or "")
+    info = METHODS.get(TRAINING_PRESETS.get(name, name))
+    return info is None or info.peft_type is not None
+
+
 def render_readme(card: dict[str, Any]) -> str:
     named = card.get("base_model", {})
     base = named.get("name_or_path") or named.get("id") or named["fingerprint"]["architecture"]
@@ -172,7 +182,9 @@ def render_readme(card: dict[str, Any]) -> str:
         front_matter(card) + f"# {card.get('name')}",
         "",
         f"A **{card['method']}** adapter for `{base}`, in adapterhub's folder format "
-        "(PEFT-compatible `adapter_config.json` and `adapter_model.safetensors`).",
+        + ("(PEFT-compatible `adapter_config.json` and `adapter_model.safetensors`)." if peft_loads(card) else
+           "(PEFT has no such method; `save_adapter(name, path, format=\"adapters\")` writes it for AdapterHub's "
+           "`adapters`)."),
         "",
         f"- trainable parameters: {card['trainable_parameters']:,}",
         f"- size: {card['size_bytes'] / 1024:.1f} KiB",
