@@ -19,7 +19,25 @@ ROOTS   := adapterhub compose registry cli web
 EDITABLE_MODE ?= strict
 EDITABLE := -e . --config-settings editable_mode=$(EDITABLE_MODE)
 
-.PHONY: up test test-fast bench bench-quality bench-referee bench-load lint seeds clean audit fuzz FORCE
+.PHONY: up test test-fast interop-env bench bench-quality bench-referee bench-load lint seeds clean audit fuzz FORCE
+
+# The adapters 1.3 referee (tests/interop): AdapterHub's own library needs transformers 4.x, so it has its
+# own virtualenv, shared across checkouts; torch first and alone (the CPU wheel), then the pins.
+ADAPTERS_VENV ?= $(HOME)/.cache/adapterhub/venv-adapters-1.3.0
+ADAPTERS_REQS := tests/interop/requirements-adapters.txt
+
+$(ADAPTERS_VENV)/.stamp: $(ADAPTERS_REQS)
+	@echo "installing the adapters 1.3 referee environment into $(ADAPTERS_VENV) ..."
+	@mkdir -p $(ADAPTERS_VENV)
+	@[ -x $(ADAPTERS_VENV)/bin/python ] || $(PY) -m venv $(ADAPTERS_VENV)
+	@$(ADAPTERS_VENV)/bin/python -m pip install --disable-pip-version-check -q $(TORCH) >$(ADAPTERS_VENV)/install.log 2>&1 \
+		|| (cat $(ADAPTERS_VENV)/install.log; exit 1)
+	@$(ADAPTERS_VENV)/bin/python -m pip install --disable-pip-version-check -q -r $(ADAPTERS_REQS) \
+		>>$(ADAPTERS_VENV)/install.log 2>&1 || (cat $(ADAPTERS_VENV)/install.log; exit 1)
+	@touch $@
+
+interop-env: $(ADAPTERS_VENV)/.stamp
+	@:
 
 $(BIN)/python:
 	@$(PY) -m venv $(VENV)
@@ -57,14 +75,14 @@ up: $(VENV)/.stamp-base $(VENV)/.stamp-data
 	@$(BIN)/adapterhub demo
 	@$(BIN)/adapterhub up
 
-test: $(VENV)/.stamp-dev $(VENV)/.stamp-data
-	@$(BIN)/python -m pytest -q
+test: $(VENV)/.stamp-dev $(VENV)/.stamp-data $(ADAPTERS_VENV)/.stamp
+	@ADAPTERHUB_ADAPTERS_PYTHON=$(ADAPTERS_VENV)/bin/python $(BIN)/python -m pytest -q
 
 # The fast lane (under 3 minutes on 2 cores): everything but the tests marked slow (real models,
 # heavy live servers, faults, fuzzing, the browser). `make test` stays the full suite. tests/faults
 # and tests/fuzz are slow throughout: not even importing them saves seconds of collection.
-test-fast: $(VENV)/.stamp-dev $(VENV)/.stamp-data
-	@$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/faults --ignore=tests/fuzz
+test-fast: $(VENV)/.stamp-dev $(VENV)/.stamp-data $(ADAPTERS_VENV)/.stamp
+	@ADAPTERHUB_ADAPTERS_PYTHON=$(ADAPTERS_VENV)/bin/python $(BIN)/python -m pytest -q -m "not slow" --ignore=tests/faults --ignore=tests/fuzz
 
 # ruff, then the import rules in pyproject.toml ([tool.importlinter]). import-linter finds a package's
 # modules on disk under the package's folder, and ours are spread over the root folders, so it runs in
