@@ -7,8 +7,7 @@ multiplies the vector: both fold into PEFT's ``ia3_l``); a model's own classific
 (``head_config.json`` with ``config: null``). What does not is refused naming the option or file:
 gated, PHM (Compacter), invertible and cross-attention adapters, learned scalings, per-layer
 reduction factors, LoRA on GPT-2's fused ``c_attn``, DoRA, VeRA, ``adapters``' flex heads, and prompt
-and prefix tuning (``adapters`` places prompts after the embedding layer and reparametrises prefixes
-through an MLP: neither is PEFT's network, which ours is).
+and prefix tuning (``WHY_NOT``: neither is PEFT's network, which ours is).
 """
 
 from __future__ import annotations
@@ -55,12 +54,20 @@ REFUSED = {  # option: (the only value we take, what the option is)
 }
 LORA_OTHERS: dict[str, Any] = {"dtype": None, "init_weights_seed": None, "use_dora": False, "use_gating": False,
                                "vera_b": None, "vera_d": None}
+LORA_KNOWN = {*LORA_OTHERS, "alpha", "architecture", "attn_matrices", "composition_mode", "dropout", "init_weights",
+              "intermediate_lora", "leave_out", "output_lora", "r", "selfattn_lora"}
 # where ``adapters`` puts LoRA and IA³ (its location keys), per architecture, below a layer
 LORA_SITES = {
     "bert": {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
              "intermediate": "intermediate.dense", "output": "output.dense"},
     "llama": {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
               "intermediate": "mlp.down_proj", "output": "mlp.up_proj"},  # adapters' names, as it has them
+}
+WHY_NOT = {  # why adapters' prompt and prefix tuning do not map onto PEFT's (ours)
+    "prompt_tuning": "(adapters adds its prompt to the embedding layer's output, after the position embeddings "
+                     "and LayerNorm; PEFT's, ours, goes before them: another network)",
+    "prefix_tuning": "(adapters builds its prefixes inside each attention layer with its own masking, PEFT's, "
+                     "ours, are a key/value cache that shifts the input's positions: not shown to be one network)",
 }
 LAYER = re.compile(r"(?P<layers>.*\.(?:layer|layers|h))\.(?P<i>\d+)\.(?P<rest>.+)")
 
@@ -107,8 +114,7 @@ def read_adapters_folder(folder: Path, raw: dict[str, Any], model: AdapterModel)
     else:
         raise InvalidAdapterError(
             f"{folder}: adapters' {architecture} adapters are not mapped onto adapterhub's "
-            + ("(adapters puts prompts after the embedding layer and reparametrises prefixes: not PEFT's network)"
-               if architecture in ("prompt_tuning", "prefix_tuning") else "(no equivalent method)"))
+            + (WHY_NOT.get(architecture) or "(no equivalent method)"))
     card: dict[str, Any] = {"name": name}
     head = read_head(folder, model)
     if head is not None:
@@ -189,6 +195,9 @@ def _our_bn_param(param: str, ln_before: bool) -> str | None:
 
 def lora_tensors(folder: Path, tensors: dict[str, torch.Tensor], name: str, options: dict[str, Any],
                  model: AdapterModel):
+    unknown = sorted(set(options) - LORA_KNOWN)
+    if unknown:
+        raise InvalidAdapterError(f"{folder}/adapter_config.json: unknown LoRA option {unknown[0]!r}")
     ia3 = options.get("composition_mode") == "scale"
     modules = dict(base_named_modules(model))
     out: dict[str, torch.Tensor] = {}

@@ -19,12 +19,14 @@ from adapterhub.compose.folder.adapters_format import (
     LAYER,
     LORA_OTHERS,
     LORA_SITES,
+    WHY_NOT,
     family,
 )
 from adapterhub.compose.folder.keys import PREFIX, adapter_state_dict
 from adapterhub.compose.tuners.bottleneck.config import BottleneckConfig
 from adapterhub.compose.tuners.ia3.config import IA3Config
 from adapterhub.compose.tuners.lora.config import LoRAConfig
+from adapterhub.compose.tuners.site import iter_sites
 from adapterhub.errors import InvalidAdapterError
 from adapterhub.format import atomic_folder, write_json
 
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
 def save_adapters_folder(model: AdapterModel, name: str, path: Path, base_id: str | None) -> Path:
     config = model._require(name)
     tensors = adapter_state_dict(model, name)
-    body = {k: v for k, v in tensors.items() if _is_site_key(model, k)}
+    sites = {p for p, _ in iter_sites(model)}
+    body = {k: v for k, v in tensors.items() if _site_of(k, sites) is not None}
     heads = {k[len(PREFIX):]: v for k, v in tensors.items() if k not in body}
     if isinstance(config, BottleneckConfig):
         options, weights = _bottleneck(model, name, config, body)
@@ -43,7 +46,8 @@ def save_adapters_folder(model: AdapterModel, name: str, path: Path, base_id: st
         options, weights = _lora(model, name, config, body)
     else:
         raise InvalidAdapterError(f"adapter {name!r} is a {config.method} adapter: adapters' prompt and prefix "
-                                  "tuning are other networks than ours (PEFT's), so it cannot be written for adapters")
+                                  f"tuning are other networks than ours (PEFT's) {WHY_NOT[config.method]}, so it "
+                                  "cannot be written for adapters")
     common = {"hidden_size": model.config.hidden_size, "model_class": type(model).__name__,
               "model_name": base_id or "", "model_type": model.config.model_type, "version": af.WRITTEN_VERSION}
     with atomic_folder(Path(path)) as tmp:
@@ -58,10 +62,10 @@ def save_adapters_folder(model: AdapterModel, name: str, path: Path, base_id: st
     return Path(path)
 
 
-def _is_site_key(model: AdapterModel, key: str) -> bool:
-    from adapterhub.compose.tuners.site import iter_sites
-    sites = {p for p, _ in iter_sites(model)}
-    return key[len(PREFIX):].rsplit(".", 2)[0] in sites or key[len(PREFIX):].rsplit(".", 1)[0] in sites
+def _site_of(key: str, sites: set[str]) -> str | None:
+    """The site a tensor key belongs to (``<site>.<module>.<param>`` or ``<site>.<param>``), None for a head's."""
+    rest = key[len(PREFIX):]
+    return next((s for s in (rest.rsplit(".", 2)[0], rest.rsplit(".", 1)[0]) if s in sites), None)
 
 
 def _layers(model: AdapterModel, sites: set[str], name: str) -> list[int]:

@@ -106,3 +106,25 @@ def test_our_adapters_load_in_adapters_with_the_stock_config(bases, tmp_path):
                          input_ids=ids, attention_mask=mask))
     for (arch, case, _), theirs, ours in zip(CASES, adapters_logits_many(jobs), expected, strict=True):
         assert (ours - theirs).abs().max().item() < ATOL, (arch, case)
+
+
+def test_a_stack_of_bottlenecks_is_adapters_stack(bases, tmp_path):
+    """Each adapter of a Stack reads the running output as its sublayer's output (and, Pfeiffer,
+    re-applies the LayerNorm); the sublayer's own residual and LayerNorm close it once: as in `adapters`."""
+    ids, mask = batch()
+    jobs = [dict(base_dir=bases[arch], head=ARCHS[arch], config=config, kwargs={"reduction_factor": 4}, name=name,
+                 seed=7 + i, out=tmp_path / f"{arch}-{name}")
+            for arch in ARCHS for i, (name, config) in enumerate((("a", "seq_bn"), ("b", "double_seq_bn")))]
+    folders = make_adapters(jobs)
+    pairs = [folders[i:i + 2] for i in range(0, len(folders), 2)]
+    theirs = adapters_logits_many([dict(base_dir=bases[arch], head=ARCHS[arch], adapters=pair,
+                                        setup={"stack": ["a", "b"]}, input_ids=ids, attention_mask=mask)
+                                   for arch, pair in zip(ARCHS, pairs, strict=True)])
+    for arch, pair, expected in zip(ARCHS, pairs, theirs, strict=True):
+        model = ah.AdapterModel(build(arch))
+        for folder in pair:
+            model.load_adapter(folder)
+        model.set_active(ah.Stack("a", "b"))
+        with torch.no_grad():
+            ours = model(input_ids=ids, attention_mask=mask).logits
+        assert (ours - expected).abs().max().item() < ATOL, arch
