@@ -226,15 +226,47 @@ def lora_tensors(folder: Path, tensors: dict[str, torch.Tensor], name: str, opti
 
 
 def read_head(folder: Path, model: AdapterModel) -> tuple[dict[str, torch.Tensor], list[str]] | None:
-    """A model's own head (``config: null``) as module copies, and its labels in id order."""
+    """The head as module copies, and its labels in id order: a model's own head (``config: null``) as
+    it is, or ``adapters``' two-layer tanh classification flex head (what AdapterHub's hub adapters
+    carry) onto the model's own first-token head (`flex_head_modules`)."""
     if not (folder / af.HEAD_CONFIG_FILE).exists():
         return None
     head = read_json_object(folder / af.HEAD_CONFIG_FILE)
-    if head.get("config") is not None:
-        raise InvalidAdapterError(f"{folder}/{af.HEAD_CONFIG_FILE}: adapters' flex heads "
-                                  f"({head['config'].get('head_type', '?')}) are not mapped; load it without its head "
-                                  f"(remove {af.HEAD_CONFIG_FILE} and {af.HEAD_WEIGHTS_FILE})")
     tensors = read_safetensors(folder, af.HEAD_WEIGHTS_FILE, pickle="pytorch_model_head.bin")
-    label2id = head.get("label2id") or {}
+    if head.get("config") is not None:
+        tensors = flex_head_tensors(folder, head, tensors, model)
+    label2id = head.get("label2id") or (head.get("config") or {}).get("label2id") or {}
     labels = [k for k, _ in sorted(label2id.items(), key=lambda kv: kv[1])]
     return {f"{PREFIX}{k}": v for k, v in tensors.items()}, labels
+
+
+def flex_head_modules(model: AdapterModel) -> tuple[str, str] | None:
+    """Where a first-token ``Linear, tanh, Linear`` head lives in the model's own classifier: BERT's
+    pooler and classifier, RoBERTa's ``classifier.dense`` and ``classifier.out_proj``."""
+    modules = dict(base_named_modules(model))
+    for first, last in ((f"{model.base_model_prefix}.pooler.dense", "classifier"),
+                        ("classifier.dense", "classifier.out_proj")):
+        if first in modules and last in modules:
+            return first, last
+    return None
+
+
+def flex_head_tensors(folder: Path, head: dict[str, Any], tensors: dict[str, torch.Tensor],
+                      model: AdapterModel) -> dict[str, torch.Tensor]:
+    config = head["config"]
+    where = flex_head_modules(model)
+    shape = (config.get("head_type"), config.get("layers"), str(config.get("activation_function")).lower(),
+             bool(config.get("use_pooler")), config.get("bias", True))
+    if shape != ("classification", 2, "tanh", False, True) or where is None:
+        raise InvalidAdapterError(
+            f"{folder}/{af.HEAD_CONFIG_FILE}: adapters' flex heads ({config.get('head_type', '?')}) are not mapped "
+            f"but for a two-layer tanh classification head over the first token onto a {type(model).__name__} "
+            f"that has one; load it without its head (remove {af.HEAD_CONFIG_FILE} and {af.HEAD_WEIGHTS_FILE})")
+    name = head.get("name")
+    out: dict[str, torch.Tensor] = {}
+    for key, value in tensors.items():
+        match = re.fullmatch(rf"heads\.{re.escape(str(name))}\.(?P<i>[14])\.(?P<p>weight|bias)", key)
+        if match is None:
+            raise InvalidAdapterError(f"{folder}/{af.HEAD_WEIGHTS_FILE}: unexpected tensor {key!r} for head {name!r}")
+        out[f"{where[0] if match['i'] == '1' else where[1]}.{match['p']}"] = value
+    return out

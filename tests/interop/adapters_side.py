@@ -3,10 +3,10 @@
 Standalone (no adapterhub import): it runs under the interpreter of the adapters environment
 (`make interop-env`, transformers 4.57) and talks to our suite only through files. Subcommands:
 
-  make    --base DIR --head seqcls|causal --config NAME --kwargs JSON --name NAME --seed S --out DIR
-  logits  --base DIR --head seqcls|causal (--adapter DIR ... [--fusion DIR] --setup JSON | --none)
+  make    --base DIR --head seqcls|causal|flexcls --config NAME --kwargs JSON --name NAME --seed S --out DIR
+  logits  --base DIR --head seqcls|causal|flexcls (--adapter DIR ... [--fusion DIR] --setup JSON | --none)
           --inputs FILE.safetensors --out FILE.safetensors
-  fusion  --base DIR --head seqcls|causal --adapter DIR --adapter DIR --seed S --out DIR
+  fusion  --base DIR --head seqcls|causal|flexcls --adapter DIR --adapter DIR --seed S --out DIR
   versions                                  (prints the library versions as JSON)
   batch   --jobs JOBS.json --out RESULTS.json (a list of the argv lists above, run in one process;
           writes one {"rc", "error"} per job; exits 0 unless the batch itself fails)
@@ -73,6 +73,10 @@ def load_base(base_dir: str, head: str):
             config.rope_theta = rope["rope_theta"]
         if rope.get("rope_type", "default") != "default":
             config.rope_scaling = {k: v for k, v in rope.items() if k != "rope_theta"}
+    if head == "flexcls":  # adapters' own model class with its flex heads (what AdapterHub's hub adapters use)
+        from adapters import AutoAdapterModel
+
+        return AutoAdapterModel.from_pretrained(base_dir, config=config).eval()
     cls = {"seqcls": AutoModelForSequenceClassification, "causal": AutoModelForCausalLM}[head]
     model = cls.from_pretrained(base_dir, config=config)
     return model.eval()
@@ -82,7 +86,8 @@ def init_model(base_dir: str, head: str):
     import adapters
 
     model = load_base(base_dir, head)
-    adapters.init(model)
+    if head != "flexcls":
+        adapters.init(model)
     return model
 
 
@@ -107,7 +112,7 @@ def with_head_kw(model, head: str) -> dict:
     import inspect
 
     if "with_head" in inspect.signature(model.save_adapter).parameters:
-        return {"with_head": head == "seqcls"}
+        return {"with_head": head in ("seqcls", "flexcls")}
     return {}
 
 
@@ -118,6 +123,8 @@ def cmd_make(a) -> None:
     model = init_model(a.base, a.head)
     before = {k for k, _ in model.named_parameters()}
     model.add_adapter(a.name, config=cls(**json.loads(a.kwargs)))
+    if a.head == "flexcls":  # a two-layer tanh classification head over the first token, 3 labels
+        model.add_classification_head(a.name, num_labels=3, layers=2, activation_function="tanh")
     new = [k for k, _ in model.named_parameters() if k not in before]
     if not new:
         raise RuntimeError(f"adding {a.config} added no parameters")
@@ -193,6 +200,8 @@ def cmd_logits(a) -> None:
         if a.fusion:
             model.load_adapter_fusion(a.fusion, use_safetensors=True)
         activate(model, json.loads(a.setup))
+        if a.head == "flexcls":
+            model.active_head = json.load(open(os.path.join(a.adapter[0], "adapter_config.json")))["name"]
     model.eval()
     with torch.no_grad():
         out = model(input_ids=inputs["input_ids"].long(), attention_mask=inputs["attention_mask"].long())
@@ -220,7 +229,7 @@ def parser() -> argparse.ArgumentParser:
 
     def common(s):
         s.add_argument("--base", required=True)
-        s.add_argument("--head", required=True, choices=["seqcls", "causal"])
+        s.add_argument("--head", required=True, choices=["seqcls", "causal", "flexcls"])
 
     m = sub.add_parser("make")
     common(m)

@@ -128,3 +128,17 @@ def test_a_stack_of_bottlenecks_is_adapters_stack(bases, tmp_path):
         with torch.no_grad():
             ours = model(input_ids=ids, attention_mask=mask).logits
         assert (ours - expected).abs().max().item() < ATOL, arch
+
+
+def test_a_hub_style_flex_head_loads_onto_the_models_own_head(bases, tmp_path):
+    """AdapterHub's hub adapters carry `adapters`' flex heads (made with AutoAdapterModel): a two-layer
+    tanh classification head over the first token is BERT's pooler and classifier."""
+    folder, = make_adapters([dict(base_dir=bases["bert-seqcls"], head="flexcls", config="seq_bn",
+                                  kwargs={"reduction_factor": 4}, name="topic", seed=3, out=tmp_path / "flex")])
+    head = json.loads((folder / "head_config.json").read_text())
+    assert head["config"]["head_type"] == "classification" and head["config"]["layers"] == 2
+    ids, mask = batch()
+    theirs, = adapters_logits_many([dict(base_dir=bases["bert-seqcls"], head="flexcls", adapters=[folder],
+                                         setup="topic", input_ids=ids, attention_mask=mask)])
+    ours = our_logits("bert-seqcls", bases["bert-seqcls"], folder)
+    assert (ours - theirs).abs().max().item() < ATOL
