@@ -2,12 +2,13 @@
 
 What maps, exactly (``tests/interop`` checks each with ``adapters`` 1.3 itself): bottleneck adapters
 with every ``BnConfig`` option we share (the same network, ``layer.py``), on BERT-family, GPT-2 and
-LLaMA; LoRA and IA³ on BERT-family and LLaMA (``adapters``' IA³ scales outputs only, and its ``alpha``
-multiplies the vector: both fold into PEFT's ``ia3_l``); a model's own classification head
-(``head_config.json`` with ``config: null``). What does not is refused naming the option or file:
-gated, PHM (Compacter), invertible and cross-attention adapters, learned scalings, per-layer
-reduction factors, LoRA on GPT-2's fused ``c_attn``, DoRA, VeRA, ``adapters``' flex heads, and prompt
-and prefix tuning (``WHY_NOT``: neither is PEFT's network, which ours is).
+LLaMA; LoRA and IA³ on BERT-family and LLaMA both ways, and read on GPT-2 (``adapters`` adapts parts of
+its fused ``c_attn``: `_unfuse_qkv`); ``adapters``' IA³ scales outputs only, and its ``alpha``
+multiplies the vector: both fold into PEFT's ``ia3_l``; a model's own classification head
+(``head_config.json`` with ``config: null``) and the two-layer tanh flex head. What does not is
+refused naming the option or file: gated, PHM (Compacter), invertible and cross-attention adapters,
+learned scalings, per-layer reduction factors, DoRA, VeRA, other flex heads, and prompt and prefix
+tuning (``WHY_NOT``: neither is PEFT's network, which ours is).
 """
 
 from __future__ import annotations
@@ -210,19 +211,53 @@ def lora_tensors(folder: Path, tensors: dict[str, torch.Tensor], name: str, opti
         if not module or (ia3 and match["param"] == "lora_A"):
             raise InvalidAdapterError(f"{folder}/{af.WEIGHTS_FILE}: tensor {key!r} is not a "
                                       f"{'IA3' if ia3 else 'LoRA'} adapter {name!r} of this {type(model).__name__}")
-        site = modules[module]
-        out_features = site.weight.shape[1] if site.__class__.__name__ == "Conv1D" else site.weight.shape[0]
-        if match["param"] == "lora_B" and value.shape[0] != out_features:
-            raise InvalidAdapterError(f"{folder}: {key!r} covers {value.shape[0]} of {module!r}'s {out_features} "
-                                      "outputs (adapters' LoRA on a fused qkv projection is not mapped)")
         out[f"{PREFIX}{module}.ia3_l" if ia3 else f"{PREFIX}{module}.{match['param']}.weight"] = (
             value * alpha if ia3 else value)
+    r = int(options.get("r", 8))
+    fused = _unfuse_qkv(folder, out, modules, options, ia3, r)
     sites = sorted({k[len(PREFIX):].rsplit(".", 2 if not ia3 else 1)[0] for k in out})
     targets = "|".join(re.escape(s) for s in sites)
     if ia3:
         return TUNERS["ia3"], IA3Config(target_modules=targets, feedforward_modules=[]), out
-    return TUNERS["lora"], LoRAConfig(r=int(options.get("r", 8)), alpha=alpha, dropout=float(options.get("dropout", 0.0)),
+    n = fused or 1  # a fused site holds n ranks of r side by side: the same alpha / r per part
+    return TUNERS["lora"], LoRAConfig(r=r * n, alpha=alpha * n, dropout=float(options.get("dropout", 0.0)),
                                       target_modules=targets), out
+
+
+def _unfuse_qkv(folder: Path, out: dict[str, torch.Tensor], modules: dict, options: dict[str, Any], ia3: bool,
+                r: int) -> int:
+    """GPT-2's ``c_attn`` computes q, k and v in one matrix, and ``adapters`` adapts only the parts its
+    ``attn_matrices`` name (its ``LoRAMergedLinear``): ``lora_A`` stacks one rank-r A per part, ``lora_B``
+    one B per part, applied group by group. Rewritten here as one LoRA over the whole output (a
+    block-diagonal B with zeros for the untouched parts) or one IA3 vector (ones there): the same
+    delta. Returns how many parts each fused site adapts (0: none is fused)."""
+    parts = [m for m in ("q", "k", "v") if m in (options.get("attn_matrices") or [])]
+    fused = 0
+    for key in [k for k in out if k.endswith(".lora_B.weight" if not ia3 else ".ia3_l")]:
+        module = key[len(PREFIX):].rsplit(".", 2 if not ia3 else 1)[0]
+        site = modules[module]
+        width = site.weight.shape[1] if site.__class__.__name__ == "Conv1D" else site.weight.shape[0]
+        value = out[key]
+        if value.shape[0] == width:
+            continue
+        third = width // 3
+        if width % 3 or not parts or value.shape[0] != third * len(parts):
+            raise InvalidAdapterError(f"{folder}: {module!r} has {width} outputs; the adapter's {value.shape[0]} fit "
+                                      f"no fused q/k/v split of attn_matrices {options.get('attn_matrices')}")
+        fused += 1
+        full = torch.ones(width, 1, dtype=value.dtype) if ia3 else torch.zeros(width, r * len(parts), dtype=value.dtype)
+        for g, part in enumerate(parts):
+            t = "qkv".index(part)
+            rows = slice(t * third, (t + 1) * third)
+            full[rows] = value[g * third:(g + 1) * third] if ia3 else 0
+            if not ia3:
+                full[rows, g * r:(g + 1) * r] = value[g * third:(g + 1) * third]
+        out[key] = full
+    sites = len([k for k in out if k.endswith(".lora_B.weight")])
+    if not ia3 and fused and fused != sites:
+        raise InvalidAdapterError(f"{folder}: LoRA on a fused q/k/v projection beside other modules (ranks {r * len(parts)} "
+                                  f"and {r}) has no one-rank equivalent")
+    return len(parts) if fused else 0
 
 
 def read_head(folder: Path, model: AdapterModel) -> tuple[dict[str, torch.Tensor], list[str]] | None:

@@ -112,7 +112,7 @@ def _lora(model: AdapterModel, name: str, config, body: dict[str, torch.Tensor])
     where = LORA_SITES.get(family(model))
     if where is None:
         raise InvalidAdapterError(f"adapter {name!r}: adapters' LoRA and IA3 on {model.config.model_type} are not "
-                                  "mapped (GPT-2's fused c_attn splits q, k, v inside one matrix)")
+                                  "written (GPT-2's fused c_attn: adapters' parts of it are read here, ours cannot be split back)")
     by_suffix = {v: k for k, v in where.items()}
     weights: dict[str, torch.Tensor] = {}
     used: set[str] = set()

@@ -23,11 +23,14 @@ BOTTLENECKS = {"seq_bn": {"reduction_factor": 4}, "double_seq_bn": {"reduction_f
                "bn": {"mh_adapter": True, "output_adapter": True, "reduction_factor": 8, "non_linearity": "gelu",
                       "original_ln_before": True, "residual_before_ln": False, "ln_before": True, "ln_after": True,
                       "adapter_residual_before_ln": True, "scaling": 0.5}}
-# adapters' LoRA and IA3 on GPT-2 split c_attn's fused q, k, v inside one matrix: not mapped (refused)
 LORAS = {"lora": {"r": 4, "alpha": 8, "attn_matrices": ["q", "k", "v"]},
          "ia3": {"attn_matrices": ["k", "v"], "intermediate_lora": True}}
+# adapters' LoRA on GPT-2 adapts parts of c_attn's fused q, k, v (here q and v): read as one LoRA over it
+FUSED = {"lora_qv": ("lora", {"r": 4, "alpha": 16, "attn_matrices": ["q", "v"]}),
+         "ia3_kv": ("ia3", {"attn_matrices": ["k", "v"], "intermediate_lora": True})}
 CASES = [(a, c, k) for a in ARCHS for c, k in BOTTLENECKS.items()] + [
     (a, c, k) for a in ("bert-seqcls", "llama-causal") for c, k in LORAS.items()]
+READ_CASES = CASES + [("gpt2", c, k) for c, k in FUSED.items()]
 ATOL = 1e-5
 
 
@@ -48,17 +51,18 @@ def our_logits(arch: str, base_dir, folder) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def made_there(bases, tmp_path_factory):
     root = tmp_path_factory.mktemp("made-by-adapters")
-    jobs = [dict(base_dir=bases[arch], head=ARCHS[arch], config=case, kwargs=kwargs, name="x", seed=i,
-                 out=root / f"{arch}-{case}") for i, (arch, case, kwargs) in enumerate(CASES)]
+    jobs = [dict(base_dir=bases[arch], head=ARCHS[arch], config=FUSED[case][0] if case in FUSED else case,
+                 kwargs=kwargs[1] if case in FUSED else kwargs, name="x", seed=i, out=root / f"{arch}-{case}")
+            for i, (arch, case, kwargs) in enumerate(READ_CASES)]
     folders = make_adapters(jobs)
     ids, mask = batch()
     logits = adapters_logits_many([dict(base_dir=bases[arch], head=ARCHS[arch], adapters=[f], setup="x",
                                         input_ids=ids, attention_mask=mask)
-                                   for f, (arch, _, _) in zip(folders, CASES, strict=True)])
-    return {case[:2]: (f, t) for case, f, t in zip(CASES, folders, logits, strict=True)}
+                                   for f, (arch, _, _) in zip(folders, READ_CASES, strict=True)])
+    return {case[:2]: (f, t) for case, f, t in zip(READ_CASES, folders, logits, strict=True)}
 
 
-@pytest.mark.parametrize(("arch", "case"), [c[:2] for c in CASES])
+@pytest.mark.parametrize(("arch", "case"), [c[:2] for c in READ_CASES])
 def test_an_adapters_folder_loads_here_with_its_logits(made_there, bases, arch, case):
     folder, theirs = made_there[arch, case]
     ours = our_logits(arch, bases[arch], folder)
