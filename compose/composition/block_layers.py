@@ -27,7 +27,8 @@ from adapterhub.errors import CompositionError, IncompatibleAdapterError, Invali
 if TYPE_CHECKING:
     from adapterhub.compose.core.model import AdapterModel
 
-Factory = Callable[[int, int, int], nn.Module]  # (in_features, out_features, children) -> layer
+# (in_features, out_features, the block, the base model's config) -> the block's layer at one site
+Factory = Callable[[int, int, Block, object], nn.Module]
 
 
 def layer_at(site, attr: str, key: str) -> nn.Module | None:
@@ -66,16 +67,24 @@ def unique_layers(layers: dict[str, nn.Module]) -> dict[str, nn.Module]:
 
 
 def ensure_layers(model: AdapterModel, block: Block, attr: str, factory: Factory) -> dict[str, nn.Module]:
-    """Create the block's layer at every site that carries one of its adapters (existing ones kept);
+    """Create the block's layer at every site that carries one of its adapters (existing ones kept;
+    an ``adapters``-style Fuse needs every one of them wherever one is, as ``adapters`` does);
     sites in one ``share_group`` get the same layer object."""
     leaves = set(block.leaves())
+    every = block.kwargs.get("style") == "adapters"
     ref = next(model.parameters())
     key = block.key()
     groups: dict[object, nn.Module] = {}
     wanted = []
     for path, site in iter_sites(model):
-        if not leaves.intersection(site.ah_adapters.keys()):
+        present = leaves.intersection(site.ah_adapters.keys())
+        if not present:
             continue
+        if every and present != leaves:
+            raise CompositionError(
+                f"{block!r}: {', '.join(sorted(present))} sit(s) at {path!r}, {', '.join(sorted(leaves - present))} "
+                "not; adapters fuses only adapters that sit at the same places (the same mh_adapter and "
+                "output_adapter)")
         in_f, out_f = site_facts(site, path).in_out_features
         group = share_group(block, path, in_f)
         existing = layer_at(site, attr, key)
@@ -86,7 +95,7 @@ def ensure_layers(model: AdapterModel, block: Block, attr: str, factory: Factory
     for site, group, in_f, out_f in wanted:
         layer = groups.get(group)
         if layer is None:
-            layer = factory(in_f, out_f, len(block.children)).to(device=ref.device)
+            layer = factory(in_f, out_f, block, model.config).to(device=ref.device)
             layer.train(site.training)  # a layer added to an eval-mode model must not add router noise
             groups[group] = layer.requires_grad_(False)  # frozen until train_fusion/train_router
         if attr not in site._modules:
@@ -152,7 +161,13 @@ def load_layers(model: AdapterModel, path: Path, attr: str, peft_type: str, fact
         raise InvalidAdapterError(f"{path}: 'composition' must be a block")
     for leaf in block.leaves():
         model._require(leaf)
-    tensors = load.read_weights(path)
+    return install_layers(model, block, attr, factory, load.read_weights(path), path)
+
+
+def install_layers(model: AdapterModel, block: Block, attr: str, factory: Factory,
+                   tensors: dict[str, torch.Tensor], path: Path) -> Block:
+    """Build ``block``'s layers and copy ``tensors`` (``<site path>.<layer parameter>``) into them;
+    any tensor without a layer to go to, or a layer without its tensors, fails and changes nothing."""
     sites = dict(iter_sites(model))
     for key in tensors:
         site_path = key.rsplit(".", 2)[0]
@@ -175,6 +190,10 @@ def _assign(layers: dict[str, nn.Module], tensors: dict[str, torch.Tensor], path
     missing = sorted(set(expected) - set(tensors))
     if missing:
         raise InvalidAdapterError(f"{path}: the weights file lacks {missing[0]!r} ({len(missing)} missing)")
+    unexpected = sorted(set(tensors) - set(expected))
+    if unexpected:
+        raise InvalidAdapterError(f"{path}: the weights file has {unexpected[0]!r}, which no layer of this block "
+                                  f"takes ({len(unexpected)} such)")
     for key, target in expected.items():
         if tensors[key].shape != target.shape:
             raise IncompatibleAdapterError(

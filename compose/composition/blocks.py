@@ -75,20 +75,78 @@ class Stack(Block):
     """
 
 
+# ``adapters``' AdapterFusion options (its ``DynamicAdapterFusionConfig``, the default there), for
+# ``Fuse(..., style="adapters")``. Its ``temperature`` (an annealing from 50 down to 1, one step per
+# forward) has no static equivalent and is not among them; ``Fuse(temperature=...)`` divides the scores.
+ADAPTERS_FUSION_OPTIONS: dict[str, Any] = {
+    "key": True, "query": True, "value": True, "query_before_ln": False, "regularization": True,
+    "residual_before": False, "value_before_softmax": True, "value_initialized": True, "dropout_prob": None,
+}
+FUSE_STYLES = ("adapterhub", "adapters")
+
+
 class Fuse(Block):
-    """AdapterFusion: per site, attention over the children's outputs (query from the site input).
+    """AdapterFusion: per site, attention over the children's outputs (by default, query from the site input).
 
     The fusion layers are trainable and added with ``model.add_fusion(Fuse(...))``; the adapters
     stay frozen. ``temperature`` divides the attention scores.
 
+    ``style="adapters"`` is AdapterHub ``adapters``' own fusion (``BertFusion`` at each bottleneck
+    site, over bottleneck adapters only): the query is the sublayer's hidden state as the last
+    adapter reads it, keys and values are each adapter's bottleneck output before its residual, and
+    the residual is added after. ``options`` override ``ADAPTERS_FUSION_OPTIONS`` (its config keys).
+    Its layers are other layers than the default style's (the key says so).
+
     >>> Fuse("a", "b", temperature=2.0).kwargs
     {'temperature': 2.0}
+    >>> Fuse("a", "b", style="adapters").key()
+    'a+b@adapters'
     """
 
-    def __init__(self, *children: str | Block, temperature: float = 1.0):
+    def __init__(self, *children: str | Block, temperature: float = 1.0, style: str = "adapterhub",
+                 options: dict[str, Any] | None = None):
         if not float(temperature) > 0:
             raise CompositionError(f"Fuse temperature must be > 0, got {temperature!r}")
-        super().__init__(*children, temperature=float(temperature))
+        if style not in FUSE_STYLES:
+            raise CompositionError(f"Fuse style must be one of {', '.join(FUSE_STYLES)}, got {style!r}")
+        if style == "adapterhub":
+            if options:
+                raise CompositionError("Fuse options are adapters' fusion options: pass style='adapters' with them")
+            super().__init__(*children, temperature=float(temperature))
+            return
+        unknown = sorted(set(options or {}) - set(ADAPTERS_FUSION_OPTIONS))
+        if unknown:
+            raise CompositionError(f"unknown adapters fusion option {unknown[0]!r}; known: "
+                                   f"{', '.join(sorted(ADAPTERS_FUSION_OPTIONS))}")
+        full = {**ADAPTERS_FUSION_OPTIONS, **(options or {})}
+        for name, value in full.items():
+            if name == "dropout_prob":
+                if value is not None and not (isinstance(value, int | float) and not isinstance(value, bool)
+                                              and 0 <= value < 1):
+                    raise CompositionError(f"Fuse option dropout_prob must be null or in [0, 1), got {value!r}")
+            elif not isinstance(value, bool):
+                raise CompositionError(f"Fuse option {name} must be true or false, got {value!r}")
+        if not (full["query"] or full["key"] or full["value"]):
+            raise CompositionError("Fuse options query, key and value are all false: adapters then keeps an "
+                                   "unused 'dense' layer instead, which is not supported")
+        super().__init__(*children, temperature=float(temperature), style=style, options=full)
+
+    @property
+    def style(self) -> str:
+        return self.kwargs.get("style", "adapterhub")
+
+    def key(self) -> str:
+        """An ``adapters``-style fusion's layers are others than the default's; options that change
+        the network (not those that only train or initialise it) are in the key too."""
+        if self.style == "adapterhub":
+            return super().key()
+        changed = sorted(k for k in ("key", "query", "value", "query_before_ln", "residual_before")
+                         if self.kwargs["options"][k] != ADAPTERS_FUSION_OPTIONS[k])
+        return f"{super().key()}@adapters" + "".join(f"_{_SHORT[k]}" for k in changed)
+
+
+_SHORT = {"key": "nokey", "query": "noquery", "value": "novalue", "query_before_ln": "qbln",
+          "residual_before": "rb"}
 
 
 class Average(Block):
@@ -171,6 +229,13 @@ def validate(active: str | Block | None, method_of: Callable[[str], str]) -> Non
 
 def _validate(block: Block, method_of: Callable[[str], str], enclosing: tuple[type[Block], ...]) -> None:
     rule = ALLOWED_NESTINGS[type(block)]
+    if isinstance(block, Fuse) and block.style == "adapters":
+        for child in block.children:
+            if not isinstance(child, str) or method_of(child) != "bottleneck":
+                what = f"a {type(child).__name__} block" if isinstance(child, Block) else \
+                    f"{method_of(child)} adapter {child!r}"
+                raise CompositionError(f"Fuse(style='adapters') fuses bottleneck adapters only, "
+                                       f"as adapters' AdapterFusion does; got {what}")
     for child in block.children:
         if isinstance(child, Block):
             if type(child) not in rule["blocks"]:

@@ -4,7 +4,8 @@ A site's output for a composition is computed in the "on output" style every met
 uses: the base output first, then each item of the top-level chain transforms it. Blocks that
 combine several children (Average, Fuse, Route) run every child on the same running output and
 hand the children's outputs to a combiner looked up in ``COMBINERS``, so adding a block is one
-row there, not another ``if`` in every layer.
+row there, not another ``if`` in every layer. (An ``adapters``-style Fuse is the one exception: it
+attends over what its bottleneck adapters compute inside, so it runs them itself.)
 
 Plain chains of adapters never come here: sites run them on their own fast path.
 """
@@ -67,6 +68,8 @@ def apply_node(site, node: Node, x: torch.Tensor, out: torch.Tensor) -> torch.Te
         return out
     if not any(adapter_at(site, leaf) is not None for leaf in node.leaves()):
         return out  # none of the block's adapters lives here
+    if fusion.is_adapters_style(node):  # attends over the bottlenecks' inner outputs, not the children's outputs
+        return fusion.combine_adapters(site, node, out)
     outs = [apply_node(site, child, x, out) for child in node.children]
     return COMBINERS[type(node)](site, node, x, out, outs)
 

@@ -46,8 +46,8 @@ class RouterLayer(nn.Module):
         return sparse + (probs - probs.detach()), probs, idx[..., 0].detach()
 
 
-def new_layer(in_features: int, out_features: int, children: int) -> RouterLayer:
-    return RouterLayer(in_features, out_features, children)
+def new_layer(in_features: int, out_features: int, block, base_config=None) -> RouterLayer:
+    return RouterLayer(in_features, out_features, len(block.children))
 
 
 CHOICES = "_ah_route_choices"  # site attribute: block key -> first-choice expert per token, last forward

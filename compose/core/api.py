@@ -84,12 +84,27 @@ class CompositionMixin:
         if active is not None:
             self.set_active(active)
 
-    def save_fusion(self, fuse: Fuse, path: str | Path) -> Path:
-        return block_layers.save_layers(self, self._block_arg(fuse, Fuse, "save_fusion"), fusion.ATTR,
-                                        fusion.PEFT_TYPE, Path(path))
+    def save_fusion(self, fuse: Fuse, path: str | Path, format: str = "adapterhub",
+                    base_model_id: str | None = None) -> Path:
+        """Write ``fuse``'s layers as a folder: ours, or (``format="adapters"``, a ``Fuse(style="adapters")``)
+        the ``adapter_fusion_config.json`` + ``model_adapter_fusion.safetensors`` that ``adapters`` loads."""
+        fuse = self._block_arg(fuse, Fuse, "save_fusion")
+        if format == "adapters":
+            from adapterhub.compose.folder import adapters_fusion, save
+
+            return adapters_fusion.save_adapters_fusion(self, fuse, Path(path),
+                                                        save.recorded_base_id(self, None, base_model_id))
+        if format != "adapterhub":
+            raise InvalidAdapterError(f"unknown fusion folder format {format!r}; use 'adapterhub' or 'adapters'")
+        return block_layers.save_layers(self, fuse, fusion.ATTR, fusion.PEFT_TYPE, Path(path))
 
     def load_fusion(self, path: str | Path) -> Fuse:
-        """Load a fusion folder onto the adapters it names (they must be loaded); return its block."""
+        """Load a fusion folder (ours, or ``adapters``' ``adapter_fusion_config.json`` one) onto the
+        adapters it names (they must be loaded); return its block."""
+        from adapterhub.compose.folder import adapters_fusion
+
+        if adapters_fusion.is_adapters_fusion(Path(path)):
+            return adapters_fusion.load_adapters_fusion(self, Path(path))
         return block_layers.load_layers(self, Path(path), fusion.ATTR, fusion.PEFT_TYPE, fusion.new_layer)
 
     def fusion_weights(self, fuse: Fuse) -> dict[str, torch.Tensor]:

@@ -45,6 +45,9 @@ CONFIG_CLASSES = {
     "prefix_tuning": "PrefixTuningConfig",
 }
 STD = 0.05
+# the fusion's query/key/value: large enough that its attention is far from uniform, so a wrong score
+# scale or residual shows in the logits
+FUSION_STD = 0.5
 
 
 class CannotSave(Exception):
@@ -96,7 +99,7 @@ def head_names(model) -> list[str]:
     return sorted(k for k, _ in model.named_parameters() if not k.startswith(prefix))
 
 
-def fill(model, names, seed: int) -> None:
+def fill(model, names, seed: int, std: float = STD) -> None:
     import torch
 
     torch.manual_seed(seed)
@@ -104,7 +107,7 @@ def fill(model, names, seed: int) -> None:
     with torch.no_grad():
         for name in sorted(set(names)):
             p = params[name]
-            p.copy_(torch.randn(p.shape, dtype=p.dtype) * STD)
+            p.copy_(torch.randn(p.shape, dtype=p.dtype) * std)
 
 
 def with_head_kw(model, head: str) -> dict:
@@ -218,7 +221,7 @@ def cmd_fusion(a) -> None:
     before = {k for k, _ in model.named_parameters()}
     model.add_adapter_fusion(Fuse(*names))
     new = [k for k, _ in model.named_parameters() if k not in before]
-    fill(model, new, a.seed)
+    fill(model, new, a.seed, std=FUSION_STD)
     os.makedirs(a.out, exist_ok=True)
     model.save_adapter_fusion(a.out, ",".join(names), use_safetensors=True)
 
