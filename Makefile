@@ -76,7 +76,7 @@ up: $(VENV)/.stamp-base $(VENV)/.stamp-data
 	@$(BIN)/adapterhub up
 
 test: $(VENV)/.stamp-dev $(VENV)/.stamp-data $(ADAPTERS_VENV)/.stamp
-	@ADAPTERHUB_ADAPTERS_PYTHON=$(ADAPTERS_VENV)/bin/python $(BIN)/python -m pytest -q
+	@ADAPTERHUB_ADAPTERS_PYTHON=$(ADAPTERS_VENV)/bin/python $(BIN)/python -m pytest -q --durations=25
 
 # The fast lane (under 3 minutes on 2 cores): everything but the tests marked slow (real models,
 # heavy live servers, faults, fuzzing, the browser). `make test` stays the full suite. tests/faults
