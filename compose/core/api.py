@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from adapterhub import format as fmt
 from adapterhub.compose.composition import block_layers, fusion, routing
 from adapterhub.compose.composition import blocks as composition
 from adapterhub.compose.composition.blocks import Block, Fuse, Route
@@ -156,8 +157,10 @@ class CompositionMixin:
                                       new_name=new_name, majority_sign_method=majority_sign_method)
 
     # ------------------------------------------------------------------ recipes
-    def save_composition(self, path: str | Path, active: Block | str | None = None, name: str | None = None) -> Path:
-        """Write a recipe folder: ``composition.json`` beside the adapters (and fusion/router layers) it names."""
+    def save_composition(self, path: str | Path, active: Block | str | None = None, name: str | None = None,
+                         format: str = "adapterhub", base_model_id: str | None = None) -> Path:
+        """Write a recipe folder: ``composition.json`` beside the adapters (and fusion/router layers) it
+        names; ``format="adapters"``: what ``adapters``' ``save_adapter_setup`` writes."""
         from adapterhub.compose.composition import recipes
 
         if active is None:
@@ -167,15 +170,26 @@ class CompositionMixin:
             raise InvalidAdapterError("nothing to save: pass a composition or activate one first")
         if isinstance(active, str) and active in self.ah.compositions:
             name, active = name or active, self.ah.compositions[active]
+        if format == "adapters":
+            from adapterhub.compose.folder import adapters_setup, save
+
+            return adapters_setup.save_adapters_setup(self, active, Path(path),
+                                                      save.recorded_base_id(self, None, base_model_id))
+        if format != "adapterhub":
+            raise InvalidAdapterError(f"unknown recipe format {format!r}; use 'adapterhub' or 'adapters'")
         return recipes.save_composition(self, Path(path), active, name)
 
     def load_composition(self, path: str | Path, set_active: bool = False,
                          pull: Callable[[str], Path] | None = None) -> Block | str:
         """Load a recipe: its adapters (folders or registry references, fetched by ``pull``), layers,
-        and the named composition."""
+        and the named composition; or a setup ``adapters`` saved (``adapter_setup.json``)."""
         from adapterhub.compose.composition import recipes
+        from adapterhub.compose.folder import adapters_setup
 
-        block = recipes.load_composition(self, Path(path), pull=pull)
+        if adapters_setup.is_adapters_setup(Path(path)) and not (Path(path) / fmt.RECIPE_FILE).is_file():
+            block = adapters_setup.load_adapters_setup(self, Path(path))
+        else:
+            block = recipes.load_composition(self, Path(path), pull=pull)
         if set_active:
             self.set_active(block)
         return block

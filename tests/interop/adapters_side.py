@@ -7,6 +7,8 @@ Standalone (no adapterhub import): it runs under the interpreter of the adapters
   logits  --base DIR --head seqcls|causal|flexcls (--adapter DIR ... [--fusion DIR] --setup JSON | --none)
           --inputs FILE.safetensors --out FILE.safetensors
   fusion  --base DIR --head seqcls|causal|flexcls --adapter DIR --adapter DIR --seed S --out DIR
+  save-setup --base DIR --head ... --adapter DIR ... [--fusion DIR] --setup JSON --out DIR
+          (save_adapter_setup; `logits --setup-folder DIR` loads one with load_adapter_setup)
   versions                                  (prints the library versions as JSON)
   batch   --jobs JOBS.json --out RESULTS.json (a list of the argv lists above, run in one process;
           writes one {"rc", "error"} per job; exits 0 unless the batch itself fails)
@@ -193,9 +195,11 @@ def cmd_logits(a) -> None:
 
     model = init_model(a.base, a.head)
     inputs = load_file(a.inputs)
-    if not a.none:
+    if a.setup_folder:
+        block, _ = model.load_adapter_setup(a.setup_folder, use_safetensors=True, set_active=True)
+    elif not a.none:
         if not a.adapter:
-            raise ValueError("logits needs --adapter (or --none)")
+            raise ValueError("logits needs --adapter, --setup-folder or --none")
         kw = with_head_kw(model, a.head)
         for d in a.adapter:
             name = json.load(open(os.path.join(d, "adapter_config.json")))["name"]
@@ -226,6 +230,21 @@ def cmd_fusion(a) -> None:
     model.save_adapter_fusion(a.out, ",".join(names), use_safetensors=True)
 
 
+def cmd_save_setup(a) -> None:
+    """Loads the adapter folders (and a fusion), then `save_adapter_setup(out, setup, use_safetensors=True)`."""
+    from adapters.composition import Fuse, Stack
+
+    model = init_model(a.base, a.head)
+    names = [model.load_adapter(d, use_safetensors=True, **with_head_kw(model, a.head)) for d in a.adapter]
+    if a.fusion:
+        model.load_adapter_fusion(a.fusion, use_safetensors=True)
+    setup = json.loads(a.setup)
+    block = Fuse(*setup["fuse"]) if "fuse" in setup else Stack(*setup["stack"])
+    if set(block.flatten()) - set(names):
+        raise ValueError(f"setup {setup} names adapters not loaded ({names})")
+    model.save_adapter_setup(a.out, block, use_safetensors=True)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adapters_side")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -248,6 +267,7 @@ def parser() -> argparse.ArgumentParser:
     lg.add_argument("--fusion")
     lg.add_argument("--setup", default="null")
     lg.add_argument("--none", action="store_true")
+    lg.add_argument("--setup-folder", help="a folder save_adapter_setup wrote: load_adapter_setup(..., set_active=True)")
     lg.add_argument("--inputs", required=True)
     lg.add_argument("--out", required=True)
 
@@ -256,6 +276,13 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--adapter", action="append", required=True)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", required=True)
+
+    ss = sub.add_parser("save-setup")
+    common(ss)
+    ss.add_argument("--adapter", action="append", required=True)
+    ss.add_argument("--fusion")
+    ss.add_argument("--setup", required=True, help='{"stack": [...]} or {"fuse": [...]}')
+    ss.add_argument("--out", required=True)
 
     sub.add_parser("versions")  # prints {"adapters": ..., "transformers": ..., "torch": ...}
 
@@ -296,8 +323,8 @@ def cmd_batch(a) -> None:
         json.dump(results, f)
 
 
-COMMANDS = {"make": cmd_make, "logits": cmd_logits, "fusion": cmd_fusion, "versions": cmd_versions,
-            "batch": cmd_batch}
+COMMANDS = {"make": cmd_make, "logits": cmd_logits, "fusion": cmd_fusion, "save-setup": cmd_save_setup,
+            "versions": cmd_versions, "batch": cmd_batch}
 
 
 def main(argv=None) -> int:
