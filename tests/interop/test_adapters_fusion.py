@@ -23,6 +23,8 @@ from adapterhub.compose.folder.keys import adapter_tensors
 from tests.helpers.tiny import batch, build
 from tests.interop.referee import run_batch, save_tiny_base
 
+pytestmark = pytest.mark.slow  # each file starts the adapters environment: ~10 s of imports, then the work
+
 ARCHS = {"bert-seqcls": "seqcls", "gpt2": "causal", "llama-causal": "causal"}
 ATOL = 1e-5
 # ours -> adapters: (arch, the two adapters' preset, fusion options)

@@ -17,6 +17,8 @@ from adapterhub.compose.folder.keys import adapter_tensors
 from tests.helpers.tiny import batch, build
 from tests.interop.referee import adapters_logits_many, make_adapters, save_tiny_base
 
+pytestmark = pytest.mark.slow  # each file starts the adapters environment: ~10 s of imports, then the work
+
 ARCHS = {"bert-seqcls": "seqcls", "gpt2": "causal", "llama-causal": "causal"}
 BOTTLENECKS = {"seq_bn": {"reduction_factor": 4}, "double_seq_bn": {"reduction_factor": 4},
                "par_bn": {"reduction_factor": 4},

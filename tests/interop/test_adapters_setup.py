@@ -17,6 +17,8 @@ from tests.helpers.model_state import assert_model_unchanged, model_snapshot
 from tests.helpers.tiny import batch, build
 from tests.interop.referee import make_adapters, make_fusion, run_batch, save_tiny_base
 
+pytestmark = pytest.mark.slow  # each file starts the adapters environment: ~10 s of imports, then the work
+
 ARCHS = {"bert-seqcls": "seqcls", "llama-causal": "causal"}
 SETUPS = {"stack": {"stack": ["a", "b"]}, "fuse": {"fuse": ["a", "b"]}}
 ATOL = 1e-5
