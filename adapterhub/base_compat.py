@@ -32,7 +32,8 @@ BertForSequenceClassification against a BertModel's ``encoder...``), then agains
 paths without theirs. A tensor naming no module of the base is refused. Tensors of
 ``modules_to_save`` (a classifier head: new, not the base's) and tensors of a kind the rules do not
 know are not judged; nor is an adapter of another method (None: the caller records that nothing
-was checked).
+was checked). AdapterHub's ``adapters`` folders name their tensors otherwise and are judged by
+``adapters_compat.adapters_incompatibility``.
 """
 
 from __future__ import annotations

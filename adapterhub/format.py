@@ -32,6 +32,7 @@ from operator import add, mul, sub
 from pathlib import Path
 from typing import Any
 
+from adapterhub.adapters_folder import pickle_advice
 from adapterhub.errors import InvalidAdapterError
 
 # ---------------------------------------------------------------------- the files of a folder
@@ -167,7 +168,7 @@ def scan_folder(root: Path) -> list[Path]:
             if is_pickle_name(entry):
                 raise FormatError(
                     f"refusing to push {path}: pickle-based weights can run code when loaded; "
-                    "save them as safetensors")
+                    + (pickle_advice(entry) or "save them as safetensors"))
             found.append(path)
             if len(found) > MAX_FILES_PER_VERSION:  # stop walking: a home folder pushed by mistake is huge
                 raise FormatError(f"refusing to push {root}: it holds more than {MAX_FILES_PER_VERSION} "

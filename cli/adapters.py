@@ -74,18 +74,20 @@ SEARCH_COLUMNS = [
 @click.option("--task", help="Only adapters for this task.")
 @click.option("--tag", help="Only adapters with this tag.")
 @click.option("--namespace", help="Only adapters in this namespace.")
+@click.option("--library", help="peft, or adapter-transformers (AdapterHub's adapters folders).")
 @click.option("--sort", help="newest, downloads or metric:<name>.")
 @click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
 @json_option
-def search(query, base_model, method, task, tag, namespace, sort, limit, as_json) -> None:
+def search(query, base_model, method, task, tag, namespace, library, sort, limit, as_json) -> None:
     """Find adapters by text and filters.
 
     \b
     Example:
       adapterhub search sentiment --method lora --sort downloads
+      adapterhub search --library adapter-transformers
     """
     items = get_hub().search(query, base_model=base_model, method=method, task=task, tag=tag,
-                             namespace=namespace, sort=sort, limit=limit)
+                             namespace=namespace, sort=sort, limit=limit, library=library)
     emit(items, as_json, lambda rows: table(rows, SEARCH_COLUMNS, empty="no adapters match"))
 
 

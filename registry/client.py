@@ -42,7 +42,7 @@ from adapterhub.registry.reference import Reference, as_reference, check_alias, 
 
 KEEPALIVE_S = 2.0  # below uvicorn's default 5 s keep-alive timeout
 IDEMPOTENT = frozenset({"GET", "HEAD"})
-SEARCH_FILTERS = ("base_model", "method", "task", "tag", "namespace", "sort")
+SEARCH_FILTERS = ("base_model", "method", "task", "tag", "namespace", "library", "sort")
 
 
 _as_ref = as_reference
@@ -112,10 +112,12 @@ class Hub(IdentityMixin, TransferMixin, RolloutsMixin, BasesMixin):
         namespace: str | None = None,
         sort: str | None = None,
         limit: int = 20,
+        library: str | None = None,
     ) -> list[dict]:
-        """Adapter summaries matching every filter given (``sort``: newest, downloads, metric:<name>)."""
+        """Adapter summaries matching every filter given (``sort``: newest, downloads, metric:<name>;
+        ``library``: ``peft`` or ``adapter-transformers``, the library that loads the folder)."""
         return self.search_page(query, limit=limit, base_model=base_model, method=method, task=task, tag=tag,
-                                namespace=namespace, sort=sort)["items"][:limit]
+                                namespace=namespace, library=library, sort=sort)["items"][:limit]
 
     def search_page(self, query: str | None = None, *, cursor: str | None = None, limit: int = 20,
                     **filters: str | None) -> dict:

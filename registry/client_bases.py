@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from adapterhub import adapters_folder as af
+from adapterhub.adapters_compat import adapters_incompatibility
 from adapterhub.base_compat import incompatibility
 from adapterhub.base_manifest import base_manifest, tensor_shapes
 from adapterhub.errors import (
@@ -78,21 +80,36 @@ class BasesMixin:
     def _check_against_base(self, root: Path) -> None:
         """Refuse, before anything is uploaded, an adapter whose tensors do not fit its registered
         base: the registry's own gate (``registry/server/bases.py``), run here first so that a
-        refused push writes nothing. A base the registry does not know is left to it (it warns)."""
-        if not (root / CONFIG_FILE).is_file():
+        refused push writes nothing. A base the registry does not know is left to it (it warns).
+        An ``adapters`` folder names its base by ``model_name`` and is judged by its own rules
+        (`adapters_compat.adapters_incompatibility`: its weights, head and fusion files)."""
+        config_path = root / CONFIG_FILE
+        if not config_path.is_file() and (root / af.FUSION_CONFIG_FILE).is_file():
+            config_path = root / af.FUSION_CONFIG_FILE  # a fusion folder: its config names the base
+        if not config_path.is_file():
             return
-        config = read_json_object(root / CONFIG_FILE)
-        name = config.get("base_model_name_or_path")
+        config = read_json_object(config_path)
+        adapters = af.looks_like_adapters_config(config) or config_path.name == af.FUSION_CONFIG_FILE
+        name = af.base_model_of(config) if adapters else config.get("base_model_name_or_path")
         if not isinstance(name, str) or not name or name.startswith(("/", ".")) or Path(name).exists():
             return
         try:
             base = self.base(name)
         except (AdapterNotFoundError, RegistryError):  # not registered (or a registry from before base models)
             return
-        weights = root / WEIGHTS_FILE
-        if weights.is_file():
-            check_safetensors_file(weights)  # the format's rules first: a bad file names its problem
-        tensors = tensor_shapes(weights) if weights.is_file() else {}
-        problem = incompatibility(config, tensors, {**base.get("manifest", {}), "id": base["id"]})
+        manifest = {**base.get("manifest", {}), "id": base["id"]}
+        if adapters:
+            shapes = {}
+            for file in af.SAFETENSORS_FILES:
+                if (root / file).is_file():
+                    check_safetensors_file(root / file)
+                    shapes[file] = tensor_shapes(root / file)
+            problem = adapters_incompatibility(config, shapes, manifest)
+        else:
+            weights = root / WEIGHTS_FILE
+            if weights.is_file():
+                check_safetensors_file(weights)  # the format's rules first: a bad file names its problem
+            tensors = tensor_shapes(weights) if weights.is_file() else {}
+            problem = incompatibility(config, tensors, manifest)
         if problem:
             raise IncompatibleAdapterError(f"{root} does not fit its base {base['id']}: {problem}")

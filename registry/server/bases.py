@@ -14,6 +14,8 @@ import re
 from sqlalchemy import delete
 from sqlmodel import Session, select
 
+from adapterhub import adapters_folder as af
+from adapterhub.adapters_compat import adapters_incompatibility
 from adapterhub.base_compat import incompatibility, serving_engines
 from adapterhub.format import CONFIG_FILE
 from adapterhub.registry.server import validation as val
@@ -119,29 +121,40 @@ def register_base(session: Session, principal: Principal, body: BaseCreate) -> t
 
 
 def adapter_base_name(config: dict, fallback: str) -> str | None:
-    """The base an adapter names: PEFT's ``base_model_name_or_path``, else the adapter's record."""
+    """The base an adapter names: PEFT's ``base_model_name_or_path`` (an ``adapters`` config's
+    ``model_name`` when it is a Hub id), else the adapter's record."""
+    if af.looks_like_adapters_config(config):  # a fusion's config too (its options under "config")
+        return af.base_model_of(config) or fallback or None
     named = config.get("base_model_name_or_path")
     return named if isinstance(named, str) and named else (fallback or None)
 
 
-def gate(session: Session, config: dict, tensors: dict[str, list[int]], base_name: str | None) -> tuple[list[str], list[str]]:
+def gate(session: Session, config: dict, tensors: dict[str, list[int]], base_name: str | None,
+         shapes: dict[str, dict[str, list[int]]] | None = None) -> tuple[list[str], list[str]]:
     """Refuse (422 ``IncompatibleAdapter``) an adapter whose tensors do not fit its registered base;
-    else the engines that can serve it and the warnings to record."""
+    else the engines that can serve it and the warnings to record. ``shapes``: an ``adapters``
+    folder's safetensors files (its weights, head and fusion), judged when ``config`` is its."""
+    adapters = bool(config) and af.looks_like_adapters_config(config)
     warnings: list[str] = []
     base = find_base(session, base_name)
     if not config:
         warnings.append(f"no {CONFIG_FILE}: the adapter's shapes were not checked against a base")
     elif not base_name:
-        warnings.append("the adapter names no base model: its shapes were not checked")
+        warnings.append("the adapter names no base model" + (" (its model_name is not a Hub id)" if adapters else "")
+                        + ": its shapes were not checked")
     elif base is None:
         warnings.append(f"base model {base_name!r} is not registered here: the adapter's shapes were not checked "
                         "(an admin registers it with `adapterhub base register`)")
     else:
+        manifest = {**base.manifest, "id": base.hub_id}
         try:
-            problem = incompatibility(config, tensors, {**base.manifest, "id": base.hub_id})
+            problem = (adapters_incompatibility(config, shapes or {}, manifest) if adapters
+                       else incompatibility(config, tensors, manifest))
         except (KeyError, TypeError, ValueError, IndexError) as exc:  # a config the rules cannot read
             problem = None
             warnings.append(f"the shapes could not be checked against {base.hub_id}: {exc}")
         if problem:
             raise ApiError(422, "IncompatibleAdapter", problem)
+    if adapters:  # AdapterHub's own library reads its folders as they are
+        return ["adapters"], warnings
     return (serving_engines(config, tensors) if config else []), warnings

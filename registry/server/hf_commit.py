@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 
 from fastapi.concurrency import run_in_threadpool
 
-from adapterhub.base_compat import header_shapes
-from adapterhub.format import CONFIG_FILE, README_FILE, WEIGHTS_FILE, FormatError, parse_json
+from adapterhub.format import CONFIG_FILE, README_FILE, FormatError, parse_json
 from adapterhub.registry.server import validation as val
 from adapterhub.registry.server.blobstore import BlobStore, Upload
 from adapterhub.registry.server.errors import ApiError
@@ -52,7 +51,6 @@ class CommitPlan:
     deleted_folders: list[str] = field(default_factory=list)
     readme: str | None = None  # the README.md this commit adds, for the version its card may name
     config: dict | None = None  # the adapter_config.json it adds, for the adapter's search fields
-    tensors: dict[str, list[int]] | None = None  # the shapes in the adapter_model.safetensors it adds
 
     def discard(self) -> None:
         for a in self.additions.values():
@@ -99,7 +97,7 @@ def _path(line: int, value: dict) -> str:
     return path
 
 
-def _read_part(up: Upload, start: int, end: int | None) -> bytes:
+def read_part(up: Upload, start: int, end: int | None) -> bytes:
     with open(up.path, "rb") as f:
         f.seek(start)
         return f.read(-1 if end is None else end - start)
@@ -218,11 +216,9 @@ async def read_commit(stream: AsyncIterator[bytes], store: BlobStore, regular_ma
 def _add_file(plan: CommitPlan, number: int, value: dict, up: Upload) -> None:
     """Check a file's path and bytes with the rules of a push, then keep it in the plan."""
     path = _path(number, value)
-    parsed = check_content(path, up.size, lambda start, end: _read_part(up, start, end))
+    parsed = check_content(path, up.size, lambda start, end: read_part(up, start, end))
     if path == CONFIG_FILE:
         plan.config = parsed
-    if path == WEIGHTS_FILE:
-        plan.tensors = header_shapes(parsed)
     if path == README_FILE:
-        plan.readme = _read_part(up, 0, MAX_CARD_BYTES).decode("utf-8", "replace")
+        plan.readme = read_part(up, 0, MAX_CARD_BYTES).decode("utf-8", "replace")
     _add(plan, number, Addition(path, up.sha256, up.size, up))

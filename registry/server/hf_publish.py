@@ -19,24 +19,22 @@ import re
 
 from sqlmodel import Session, select
 
-from adapterhub.base_compat import header_shapes
-from adapterhub.format import CONFIG_FILE, WEIGHTS_FILE
 from adapterhub.registry.folder import peft_metadata
 from adapterhub.registry.reference import COMMIT_RE, DEFAULT_REVISION, SEMVER_RE
 from adapterhub.registry.server.auth import Principal
-from adapterhub.registry.server.bases import adapter_base_name, gate
 from adapterhub.registry.server.blob_access import record_upload
 from adapterhub.registry.server.blobstore import BlobStore
 from adapterhub.registry.server.card_meta import CardError, card_problems, front_matter
 from adapterhub.registry.server.crud import files_of, resolve_revision, versions_newest_first
 from adapterhub.registry.server.errors import ApiError
-from adapterhub.registry.server.hf_commit import CommitPlan
+from adapterhub.registry.server.hf_commit import CommitPlan, read_part
 from adapterhub.registry.server.models import Adapter, Alias, Namespace, Version
 from adapterhub.registry.server.publish import (
     check_blobs,
-    check_content,
     check_files,
+    gate_contents,
     publish,
+    read_contents,
     record_blob,
 )
 from adapterhub.registry.server.schemas import FileEntry, VersionCreate
@@ -129,7 +127,7 @@ def land_commit(session: Session, store: BlobStore, principal: Principal, ns: Na
     inline = {a.path for a in plan.additions.values() if a.upload is not None}
     check_blobs(session, principal, [f for f in files if f.path not in inline])
     version = named or next_patch(session, adapter)
-    _gate(session, store, plan, base, files, adapter)
+    _gate(session, store, plan, files, adapter)
     _store_inline(session, store, principal, plan)
     if plan.config is not None:  # a new adapter's search fields, from PEFT's config (committed with the version)
         for key, value in peft_metadata(plan.config).items():
@@ -138,18 +136,17 @@ def land_commit(session: Session, store: BlobStore, principal: Principal, ns: Na
     return publish(session, store, principal, ns, adapter, VersionCreate(version=version, files=files, alias=alias)), True
 
 
-def _gate(session: Session, store: BlobStore, plan: CommitPlan, base: Version | None, files: list[FileEntry],
-          adapter: Adapter) -> None:
+def _gate(session: Session, store: BlobStore, plan: CommitPlan, files: list[FileEntry], adapter: Adapter) -> None:
     """The base-model gate of `publish`, run before the commit's bytes are stored (publish runs it
-    again): a refused adapter leaves no blob behind."""
-    config = plan.config if plan.config is not None else (base.config if base is not None and any(
-        f.path == CONFIG_FILE for f in files) else {})
-    tensors = plan.tensors
-    if tensors is None:
-        weights = next((f for f in files if f.path == WEIGHTS_FILE), None)
-        header = check_content(WEIGHTS_FILE, weights.size, lambda s, e: store.read(weights.sha256, s, e)) if weights else None
-        tensors = header_shapes(header)
-    gate(session, config, tensors, adapter_base_name(config, adapter.base_model))
+    again): a refused adapter leaves no blob behind. The commit's own files are read from its temp
+    uploads, the rest from the version it builds on."""
+    inline = {a.path: a.upload for a in plan.additions.values() if a.upload is not None}
+
+    def read(f: FileEntry, start: int, end: int | None) -> bytes:
+        up = inline.get(f.path)
+        return read_part(up, start, end) if up is not None else store.read(f.sha256, start, end)
+
+    gate_contents(session, read_contents(files, read), adapter)
 
 
 def _store_inline(session: Session, store: BlobStore, principal: Principal, plan: CommitPlan) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from sqlalchemy import insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -16,6 +17,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from adapterhub import adapters_folder as af
 from adapterhub.base_compat import header_shapes
 from adapterhub.format import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE
 from adapterhub.registry.reference import check_alias, check_version
@@ -31,7 +33,29 @@ from adapterhub.registry.server.rollouts import guard_alias
 from adapterhub.registry.server.schemas import FileEntry, VersionCreate
 
 JSON_FILES = {CONFIG_FILE: "config", CARD_FILE: "card"}
+ADAPTERS_JSON = frozenset(af.JSON_FILES)  # AdapterHub's adapters folders: checked at any depth
 MAX_JSON = 16 * 1024 * 1024
+
+
+@dataclass
+class Contents:
+    """What a version's files say, read from headers and JSON only: the stored config and card, the
+    shapes the base-model gate judges, and an ``adapters`` folder's own files at its top."""
+
+    config: dict = field(default_factory=dict)  # adapter_config.json (ours, PEFT's or adapters')
+    card: dict = field(default_factory=dict)  # adapterhub.json
+    tensors: dict[str, list[int]] = field(default_factory=dict)  # adapter_model.safetensors
+    adapters_json: dict[str, dict] = field(default_factory=dict)  # head, fusion and setup configs
+    adapters_shapes: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # adapter.safetensors, ...
+
+    @property
+    def is_adapters(self) -> bool:
+        return af.is_adapters_folder(self.config, tuple(self.adapters_json))
+
+    @property
+    def gate_config(self) -> dict:
+        """The config the gate judges: a fusion folder's own when it has no adapter_config.json."""
+        return self.config or self.adapters_json.get(af.FUSION_CONFIG_FILE) or {}
 
 
 def record_blob(session: Session, sha256: str, size: int) -> bool:
@@ -91,12 +115,17 @@ def check_content(path: str, size: int, read: Callable[[int, int | None], bytes]
     """Check one file of a version from the parts ``read(start, end)`` gives (headers only for
     weights); the parsed JSON for the cards, else None. A push reads from the store, an HF commit
     from the bytes before they are stored: one set of rules."""
-    if path in JSON_FILES:
+    name = path.rsplit("/", 1)[-1]
+    if path in JSON_FILES or name in ADAPTERS_JSON:
         if size > MAX_JSON:
             raise val.ValidationError("InvalidManifest", f"{path} is {size} bytes; the limit is {MAX_JSON}")
         parsed = val.parse_json_object(path, read(0, None))
-        if path == CONFIG_FILE:
+        if name == CONFIG_FILE and af.looks_like_adapters_config(parsed):
+            val.check_adapters_config(parsed, path)
+        elif path == CONFIG_FILE:
             val.check_adapter_config(parsed)
+        elif name in ADAPTERS_JSON and name != CONFIG_FILE:
+            val.check_adapters_json(path, parsed)
         return parsed
     if path.lower().endswith(".safetensors"):
         n = val.safetensors_header_length(path, read(0, 8), size)
@@ -104,18 +133,47 @@ def check_content(path: str, size: int, read: Callable[[int, int | None], bytes]
     return None
 
 
-def _read_contents(store: BlobStore, files: list[FileEntry]) -> tuple[dict[str, dict], dict[str, list[int]]]:
-    """The parsed JSON cards and the weights' tensor shapes; every safetensors header is checked,
-    reading only headers."""
-    parsed: dict[str, dict] = {"config": {}, "card": {}}
-    tensors: dict[str, list[int]] = {}
+def read_contents(files: list[FileEntry], read: Callable[[FileEntry, int, int | None], bytes]) -> Contents:
+    """Check every file (`check_content`) and gather what the version says; ``read(file, start, end)``
+    gives a file's bytes (headers only for weights)."""
+    out = Contents()
     for f in files:
-        content = check_content(f.path, f.size, lambda start, end, sha=f.sha256: store.read(sha, start, end))
+        content = check_content(f.path, f.size, lambda start, end, f=f: read(f, start, end))
         if f.path in JSON_FILES:
-            parsed[JSON_FILES[f.path]] = content
+            setattr(out, JSON_FILES[f.path], content)
+        elif f.path in ADAPTERS_JSON:
+            out.adapters_json[f.path] = content
         elif f.path == WEIGHTS_FILE:
-            tensors = header_shapes(content)
-    return parsed, tensors
+            out.tensors = header_shapes(content)
+        elif f.path in af.SAFETENSORS_FILES:
+            out.adapters_shapes[f.path] = header_shapes(content)
+    return out
+
+
+def _read_contents(store: BlobStore, files: list[FileEntry]) -> Contents:
+    return read_contents(files, lambda f, start, end: store.read(f.sha256, start, end))
+
+
+def gate_contents(session: Session, contents: Contents, adapter: Adapter) -> tuple[list[str], list[str]]:
+    """The base-model gate (`bases.gate`) over what the files say."""
+    config = contents.gate_config
+    return gate(session, config, contents.tensors, adapter_base_name(config, adapter.base_model),
+                shapes=contents.adapters_shapes)
+
+
+def library_fields(adapter: Adapter, contents: Contents) -> None:
+    """An ``adapters`` folder marks its adapter with the library's tag (what search and the Hub's
+    ``library`` filter read) and fills the search fields it left empty (method, task, base)."""
+    if not contents.is_adapters:
+        return
+    fields = af.folder_fields(contents.config) if contents.config else {"tags": [af.LIBRARY]}
+    for key in ("method", "task", "base_model"):
+        value = fields.get(key)
+        if isinstance(value, str) and not getattr(adapter, key):
+            setattr(adapter, key, value[:64 if key == "method" else 200])
+    if af.LIBRARY not in (adapter.tags or []):
+        adapter.tags = [*(adapter.tags or []), af.LIBRARY]
+        adapter.tags_text = "," + ",".join(adapter.tags) + ","
 
 
 def publish(session: Session, store: BlobStore, principal: Principal, ns: Namespace, adapter: Adapter,
@@ -127,8 +185,8 @@ def publish(session: Session, store: BlobStore, principal: Principal, ns: Namesp
     _raise_if_exists(session, adapter, body.version)
     check_files(body.files)
     check_blobs(session, principal, body.files)
-    parsed, tensors = _read_contents(store, body.files)
-    engines, warnings = gate(session, parsed["config"], tensors, adapter_base_name(parsed["config"], adapter.base_model))
+    contents = _read_contents(store, body.files)
+    engines, warnings = gate_contents(session, contents, adapter)
     try:
         adapter = lock_adapter(session, adapter.id)
         _raise_if_exists(session, adapter, body.version)
@@ -137,7 +195,7 @@ def publish(session: Session, store: BlobStore, principal: Principal, ns: Namesp
         v = Version(adapter_id=adapter.id, version=body.version,
                     commit=manifest_commit(ns.name, adapter.name, body.version, body.files),
                     created_by=actor, size=sum(f.size for f in body.files), engines=engines, warnings=warnings,
-                    **parsed)
+                    config=contents.config, card=contents.card)
         session.add(v)
         session.flush()
         for f in body.files:
@@ -147,6 +205,7 @@ def publish(session: Session, store: BlobStore, principal: Principal, ns: Namesp
               files=len(body.files), size=v.size)
         if body.alias:
             set_alias(session, actor, ns, adapter, body.alias, v)
+        library_fields(adapter, contents)
         refresh_latest(session, adapter)
         session.commit()
     except IntegrityError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
+from adapterhub import adapters_folder as af
 from adapterhub.registry.server.auth import Principal
 from adapterhub.registry.server.bases import base_names
 from adapterhub.registry.server.crud import best_metrics, latest_metrics, readable_filter, summaries
@@ -20,6 +21,16 @@ MAX_OFFSET = 2**63 - 1
 # refuses the expression, which read as an outage), and far above what a person types.
 MAX_QUERY_WORDS = 32
 MAX_QUERY_CHARS = 512
+# The library that loads an adapter, as the Hub names it: AdapterHub's ``adapters`` folders carry
+# its tag (`publish.library_fields`), every other adapter is PEFT's format (ours included).
+PEFT_LIBRARY = "peft"
+LIBRARIES = {PEFT_LIBRARY: PEFT_LIBRARY, **{name: af.LIBRARY for name in af.LIBRARY_NAMES}}
+_LIBRARY_TAG = f",{af.LIBRARY},"
+
+
+def library_of_tags(tags: list[str] | None) -> str:
+    """The Hub's ``library_name`` of an adapter with these tags."""
+    return af.LIBRARY if af.LIBRARY in (tags or []) else PEFT_LIBRARY
 
 
 # What a summary reads, as plain columns: rows, not ORM objects (no identity map, no instrumentation).
@@ -47,13 +58,14 @@ def _pairs(rows) -> list:
 
 
 def search(session: Session, principal: Principal, *, q: str = "", base_model: str = "", method: str = "",
-           task: str = "", tag: str = "", namespace: str = "", sort: str = "newest", limit: int = 20,
-           cursor: str | None = None) -> AdapterPage:
+           task: str = "", tag: str = "", namespace: str = "", library: str = "", sort: str = "newest",
+           limit: int = 20, cursor: str | None = None) -> AdapterPage:
     words = q.lower().split()
     if len(q) > MAX_QUERY_CHARS or len(words) > MAX_QUERY_WORDS:
         raise ApiError(422, "InvalidRequest", f"search text too long: {len(words)} words, {len(q)} characters "
                                               f"(at most {MAX_QUERY_WORDS} words and {MAX_QUERY_CHARS} characters)")
-    filters = {"base_model": base_model, "method": method, "task": task, "tag": tag, "namespace": namespace}
+    filters = {"base_model": base_model, "method": method, "task": task, "tag": tag, "namespace": namespace,
+               "library": library}
     for key, value in filters.items():
         if len(value) > MAX_QUERY_CHARS:  # no stored value is this long; SQLite refuses a LIKE past 50,000 bytes
             raise ApiError(422, "InvalidRequest", f"filter {key} is {len(value)} characters; at most {MAX_QUERY_CHARS}")
@@ -75,6 +87,11 @@ def search(session: Session, principal: Principal, *, q: str = "", base_model: s
             stmt = stmt.where(col == value)
     if tag:
         stmt = stmt.where(Adapter.tags_text.contains(f",{tag},", autoescape=True))
+    if library:
+        if library not in LIBRARIES:
+            raise ApiError(422, "InvalidRequest", f"bad library {library[:100]!r}: use {', '.join(LIBRARIES)}")
+        tagged = Adapter.tags_text.contains(_LIBRARY_TAG, autoescape=True)
+        stmt = stmt.where(tagged if LIBRARIES[library] == af.LIBRARY else ~tagged)
     try:
         offset = int(cursor) if cursor else 0
     except ValueError:

@@ -13,6 +13,7 @@ import contextlib
 import re
 from collections.abc import Iterable, Iterator
 
+from adapterhub import adapters_folder as af
 from adapterhub import format as folder_format
 from adapterhub.format import (
     CONFIG_FILE,
@@ -61,12 +62,16 @@ def check_path(path: str) -> str:
 
 
 def check_not_pickle(path: str) -> None:
-    if is_pickle_name(path):
-        raise ValidationError(
-            "PickleRefused",
-            f"refused {path!r}: pickle-based weights ({', '.join(PICKLE_SUFFIXES)}) can run code; "
-            "save them as safetensors",
-        )
+    """Refuse a pickle by its name, unopened; one of ``adapters``' pickles with the command that converts it."""
+    if not is_pickle_name(path):
+        return
+    advice = af.pickle_advice(path)
+    if advice:  # the command first: an HF client shows the first 500 characters
+        raise ValidationError("PickleRefused", f"refused {path!r}: pickled weights can run code when loaded; {advice}")
+    raise ValidationError(
+        "PickleRefused",
+        f"refused {path!r}: pickle-based weights ({', '.join(PICKLE_SUFFIXES)}) can run code; save them as safetensors",
+    )
 
 
 def check_file_set(paths: Iterable[str]) -> None:
@@ -106,6 +111,36 @@ def check_adapter_config(cfg: dict) -> dict:
             "InvalidManifest", f"{CONFIG_FILE}: target_modules must be a string or a list of strings, got {targets!r}"
         )
     return cfg
+
+
+def check_adapters_config(cfg: dict, path: str = CONFIG_FILE) -> dict:
+    """An ``adapters`` (AdapterHub) ``adapter_config.json``: its outer keys and their types, and the
+    options readers rely on (`adapters_folder.config_problem`); the message names the key."""
+    problem = af.config_problem(cfg, path)
+    if problem:
+        raise ValidationError("InvalidManifest", problem)
+    return cfg
+
+
+def check_adapters_json(path: str, parsed: dict) -> dict:
+    """The other JSON files of an ``adapters`` folder (a head's, a fusion's, a setup's): the types of the
+    fields their readers use. Keys of their own are kept: ``adapters`` writes more into them than
+    into ``adapter_config.json`` (a flex head's options, a fusion's ``adapter_names``)."""
+    name = path.rsplit("/", 1)[-1]
+    fields: dict[str, tuple[type, ...]] = {"name": (str, type(None)), "model_type": (str, type(None)),
+                                           "model_class": (str, type(None)), "model_name": (str, type(None)),
+                                           "config": (dict, type(None)), "label2id": (dict, type(None)),
+                                           "num_labels": (int, type(None)), "hidden_size": (int, type(None))}
+    if name == af.FUSION_CONFIG_FILE:
+        fields = {**fields, "adapter_names": (list, str)}
+    elif name == af.SETUP_FILE:
+        fields = {"adapter_setup": (dict, list, str, type(None)), "head_setup": (dict, list, str, type(None))}
+    for key, types in fields.items():
+        value = parsed.get(key)
+        if key in parsed and (not isinstance(value, types) or isinstance(value, bool)):
+            kinds = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValidationError("InvalidManifest", f"{path}: {key!r} must be {kinds}, got {value!r}"[:300])
+    return parsed
 
 
 def check_sha256(value: str) -> str:

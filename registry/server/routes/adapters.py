@@ -46,11 +46,11 @@ def _tags(tags: list[str]) -> tuple[list[str], str]:
 @router.get("", response_model=AdapterPage)
 def list_adapters(
     session: SessionDep, principal: PrincipalDep, q: str = "", base_model: str = "", method: str = "",
-    task: str = "", tag: str = "", namespace: str = "", sort: str = "newest",
+    task: str = "", tag: str = "", namespace: str = "", library: str = "", sort: str = "newest",
     limit: int = Query(20, ge=1, le=200), cursor: str | None = None,
 ) -> AdapterPage:
     return search(session, principal, q=q, base_model=base_model, method=method, task=task, tag=tag,
-                  namespace=namespace, sort=sort, limit=limit, cursor=cursor)
+                  namespace=namespace, library=library, sort=sort, limit=limit, cursor=cursor)
 
 
 @router.post("", response_model=AdapterSummary, status_code=201, responses=error_responses(403, 409))

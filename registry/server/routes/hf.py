@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session, select
 
+from adapterhub import adapters_folder as af
 from adapterhub.errors import InvalidReferenceError
 from adapterhub.registry.reference import DEFAULT_REVISION
 from adapterhub.registry.server.auth import aware
@@ -24,6 +25,7 @@ from adapterhub.registry.server.errors import ApiError, error_responses
 from adapterhub.registry.server.models import Adapter, File, Namespace, Version
 from adapterhub.registry.server.responses import FILE_RESPONSES
 from adapterhub.registry.server.routes.versions import file_response
+from adapterhub.registry.server.search import PEFT_LIBRARY, library_of_tags
 
 # The OpenAPI entries only describe what the HF protocol (shared/HF_PROTOCOL.md) answers: 404 with
 # X-Error-Code RepoNotFound / RevisionNotFound / EntryNotFound; an unknown token reads as anonymous.
@@ -62,10 +64,24 @@ def hf_time(dt) -> str:
     return aware(dt).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{aware(dt).microsecond // 1000:03d}Z"
 
 
-def card_data(adapter: Adapter, v: Version) -> dict:
+def library_of(adapter: Adapter, v: Version | None, files: list[File] | None = None) -> str:
+    """The Hub's ``library_name``: ``adapter-transformers`` for a version ``adapters`` wrote (its
+    config, or a fusion's or setup's files at the top), else ``peft``; the adapter's tag before any version."""
+    if v is None:
+        return library_of_tags(adapter.tags)
+    return af.LIBRARY if af.is_adapters_folder(v.config, tuple(f.path for f in files or ())) else PEFT_LIBRARY
+
+
+def hf_tags(adapter_tags: list[str] | None, library: str) -> list[str]:
+    """A repo's tags as the Hub lists them: its own, its library's, ours."""
+    tags = list(adapter_tags or [])
+    return tags + ([] if library in tags else [library]) + ["adapterhub"]  # hf_repos.OUR_TAG
+
+
+def card_data(adapter: Adapter, v: Version, library: str = PEFT_LIBRARY) -> dict:
     """The card as the Hub's clients read it: ``base_model`` a Hub id string (HF_PROTOCOL.md), never
     the ``{"id", "fingerprint"}`` object our own card may hold."""
-    card = {"base_model": adapter.base_model or None, "license": adapter.license or None, "library_name": "peft",
+    card = {"base_model": adapter.base_model or None, "license": adapter.license or None, "library_name": library,
             **(v.card or {})}
     base = card.get("base_model")
     if isinstance(base, dict):
@@ -81,18 +97,20 @@ def _info(session: Session, nsrow: Namespace, adapter: Adapter, v: Version | Non
         return {"_id": f"{nsrow.name}/{adapter.name}", "id": f"{nsrow.name}/{adapter.name}",
                 "modelId": f"{nsrow.name}/{adapter.name}", "author": nsrow.name,
                 "sha": empty_commit(nsrow.name, adapter.name), "private": nsrow.private, "disabled": False,
-                "gated": False, "tags": ["peft", "adapterhub"], "library_name": "peft", "downloads": 0,
+                "gated": False, "tags": [library_of(adapter, None), "adapterhub"],
+                "library_name": library_of(adapter, None), "downloads": 0,
                 "lastModified": hf_time(adapter.created_at), "createdAt": hf_time(adapter.created_at),
                 "cardData": {}, "siblings": [], "usedStorage": 0, "version": None}
     files = files_of(session, v.id)
+    library = library_of(adapter, v, files)
     return {
         "_id": f"{nsrow.name}/{adapter.name}", "id": f"{nsrow.name}/{adapter.name}",
         "modelId": f"{nsrow.name}/{adapter.name}", "author": nsrow.name, "sha": v.commit,
         "private": nsrow.private, "disabled": False, "gated": False,
-        "tags": list(adapter.tags or []) + ["peft", "adapterhub"], "library_name": "peft",
+        "tags": hf_tags(adapter.tags, library), "library_name": library,
         "pipeline_tag": adapter.task or None, "downloads": adapter.downloads,
         "lastModified": hf_time(v.created_at), "createdAt": hf_time(adapter.created_at),
-        "cardData": card_data(adapter, v),
+        "cardData": card_data(adapter, v, library),
         "siblings": [{"rfilename": f.path, "size": f.size} for f in files],
         "usedStorage": v.size, "version": v.version,
     }

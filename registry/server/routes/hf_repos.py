@@ -28,13 +28,13 @@ from adapterhub.registry.server.deps import CurrentUser, HfPrincipalDep, Session
 from adapterhub.registry.server.errors import ApiError, error_responses, header_safe
 from adapterhub.registry.server.models import Adapter, Alias, Namespace, Version
 from adapterhub.registry.server.rollouts import guard_alias
-from adapterhub.registry.server.routes.hf import hf_adapter, hf_time
-from adapterhub.registry.server.search import search
+from adapterhub.registry.server.routes.hf import hf_adapter, hf_tags, hf_time
+from adapterhub.registry.server.search import LIBRARIES, library_of_tags, search
 
 router = APIRouter(tags=["huggingface"], responses=error_responses(400, 401, 403, 404, 409, 422, 503))
 JsonBody = Annotated[dict[str, Any], Body()]
 LIST_PAGE = 1000  # list_models without a limit follows the Link header page by page
-OUR_TAGS = ("peft", "adapterhub")  # tags every repo carries in its info
+OUR_TAG = "adapterhub"  # a tag every repo carries in its info, with its library's (`hf.hf_tags`)
 
 
 def endpoint(request: Request) -> str:
@@ -142,18 +142,31 @@ def validate_yaml(body: JsonBody) -> JSONResponse:
 
 def _model_entry(item) -> dict:
     repo = f"{item.namespace}/{item.name}"
+    library = library_of_tags(item.tags)
     return {"_id": repo, "id": repo, "modelId": repo, "author": item.namespace, "private": item.private,
-            "tags": [*item.tags, *OUR_TAGS], "library_name": "peft", "pipeline_tag": item.task or None,
+            "tags": hf_tags(item.tags, library), "library_name": library, "pipeline_tag": item.task or None,
             "downloads": item.downloads, "likes": 0, "createdAt": hf_time(item.created_at),
             "lastModified": hf_time(item.created_at), "version": item.latest_version}
+
+
+def _library_name(tag: str) -> str:
+    """``library:peft`` reads as ``peft``; any other filter as it is."""
+    bare = tag.removeprefix("library:")
+    return bare if bare in LIBRARIES else tag
 
 
 @router.get("/api/models")
 def list_models(request: Request, session: SessionDep, principal: HfPrincipalDep, search_text: str = Query("", alias="search"),
                 author: str = "", filter: Annotated[list[str] | None, Query()] = None, sort: str = "",
                 limit: int | None = Query(None, ge=1), cursor: str | None = None) -> JSONResponse:
-    """``HfApi.list_models``: our search under the Hub's parameter names; pages by ``Link`` when no limit is set."""
-    tags = [t for t in (filter or []) if t not in OUR_TAGS and t != "library:peft"]
+    """``HfApi.list_models``: our search under the Hub's parameter names; pages by ``Link`` when no limit is set.
+    A library (``peft``, ``adapter-transformers``; ``library:``-prefixed too, what ``list_models(library=)``
+    of older clients sends as a filter) selects the adapters that library loads."""
+    wanted = [_library_name(t) for t in filter or [] if t != OUR_TAG]
+    libraries = sorted({LIBRARIES[t] for t in wanted if t in LIBRARIES})
+    if len(libraries) > 1:  # no adapter is both
+        return JSONResponse([])
+    tags = [t for t in wanted if t not in LIBRARIES]
     task = next((t for t in tags if t in ("text-classification", "text-generation")), "")
     tags = [t for t in tags if t != task]
     if len(tags) > 1:
@@ -163,7 +176,8 @@ def list_models(request: Request, session: SessionDep, principal: HfPrincipalDep
     if order is None:
         raise ApiError(422, "InvalidRequest", f"bad sort {sort!r}: use downloads, createdAt or lastModified")
     page = search(session, principal, q=search_text, namespace=author, tag=tags[0] if tags else "", task=task,
-                  sort=order, limit=min(limit or LIST_PAGE, LIST_PAGE), cursor=cursor)
+                  library=libraries[0] if libraries else "", sort=order, limit=min(limit or LIST_PAGE, LIST_PAGE),
+                  cursor=cursor)
     headers = {}
     if page.next_cursor and limit is None:
         nxt = request.url.include_query_params(cursor=page.next_cursor)
