@@ -5,6 +5,7 @@ safetensors, after the folder format's header check; nothing is ever unpickled.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from adapterhub.compose.folder.adapters_format import read_adapters_folder
 from adapterhub.compose.folder.keys import PREFIX, PROMPT_KEY, PROMPT_METHOD_PREFIX, adapter_tensors
 from adapterhub.compose.folder.save import CARRIED_CARD_FIELDS
 from adapterhub.compose.tuners import Tuner, tuner_for_peft_type
+from adapterhub.compose.tuners.config_base import AdapterConfig
 from adapterhub.compose.tuners.site import base_named_modules, building_for_load, iter_sites
 from adapterhub.errors import AdapterNotFoundError, IncompatibleAdapterError, InvalidAdapterError
 from adapterhub.format import (
@@ -195,6 +197,10 @@ def hot_swap(model: AdapterModel, name: str, config, tensors: dict[str, torch.Te
         )
     if name in model.merged_adapters:
         raise InvalidAdapterError(f"adapter {name!r} is merged; unmerge() before replacing it")
+    changed = [f for f in network_options(config) if getattr(old, f) != getattr(config, f)]
+    if changed:  # a bottleneck's options are its network, not its weights: the slot would keep the old one
+        raise IncompatibleAdapterError(f"cannot replace adapter {name!r} in place: the new folder sets "
+                                       f"{changed[0]}={getattr(config, changed[0])!r} (loaded: {getattr(old, changed[0])!r})")
     params = adapter_tensors(model, name)
     if set(params) != set(tensors) - {PROMPT_KEY}:
         raise IncompatibleAdapterError(f"cannot replace adapter {name!r} in place: the new folder targets other modules")
@@ -204,6 +210,14 @@ def hot_swap(model: AdapterModel, name: str, config, tensors: dict[str, torch.Te
             if name in site.ah_adapters:
                 site.ah_adapters[name].scaling = config.scaling
     model.ah.configs[name] = config
+
+
+def network_options(config) -> list[str]:
+    """The options of a bottleneck config that shape its forward (everything but where it sits)."""
+    if config.method != "bottleneck":
+        return []
+    shared = {f.name for f in dataclasses.fields(AdapterConfig)}
+    return [f.name for f in dataclasses.fields(config) if f.name not in shared and f.name != "init_weights"]
 
 
 def _exact_regex(paths: list[str]) -> str:

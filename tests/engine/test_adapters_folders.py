@@ -106,3 +106,15 @@ def test_a_method_adapters_has_differently_is_not_written_and_nothing_is_left(tm
     with pytest.raises(InvalidAdapterError, match="prompt and prefix tuning are other networks"):
         model.save_adapter("p", tmp_path / "new", format="adapters")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_hot_swap_to_other_bottleneck_options_is_refused(tmp_path, written):
+    model = ah.AdapterModel(build("bert-seqcls"))
+    model.load_adapter(written, name="x")
+    other = ah.AdapterModel(build("bert-seqcls"))
+    other.add_adapter("x", ah.BottleneckConfig.preset("pfeiffer", original_ln_before=False, **PFEIFFER))
+    folder = other.save_adapter("x", tmp_path / "raw")
+    snap = model_snapshot(model)
+    with pytest.raises(IncompatibleAdapterError, match="sets original_ln_before=False"):
+        model.load_adapter(folder, name="x", replace=True)
+    assert_model_unchanged(model, snap)
