@@ -19,7 +19,7 @@ ROOTS   := adapterhub compose registry cli web
 EDITABLE_MODE ?= strict
 EDITABLE := -e . --config-settings editable_mode=$(EDITABLE_MODE)
 
-.PHONY: up test test-fast interop-env bench bench-quality bench-referee bench-load lint seeds clean audit fuzz FORCE
+.PHONY: up test test-fast interop interop-env verify-seeds bench bench-quality bench-referee bench-load lint seeds clean audit fuzz FORCE
 
 # The adapters 1.3 referee (tests/interop): AdapterHub's own library needs transformers 4.x, so it has its
 # own virtualenv, shared across checkouts; torch first and alone (the CPU wheel), then the pins.
@@ -75,8 +75,20 @@ up: $(VENV)/.stamp-base $(VENV)/.stamp-data
 	@$(BIN)/adapterhub demo
 	@$(BIN)/adapterhub up
 
+# The suite, under 15 minutes on 2 cores, without its two long lanes, which CI runs after it (.ci/run):
+# `make interop` (AdapterHub's adapters 1.3 as the referee, in its own environment, ~3 minutes) and
+# `make verify-seeds` (every seed's card figures re-made from its protocol through the CLI, ~8 minutes:
+# the instruction seeds score 5 answers for each of 100 articles, twice with the base's own figure).
+LANES := tests/interop tests/cli/test_eval_seeds.py
 test: $(VENV)/.stamp-dev $(VENV)/.stamp-data $(ADAPTERS_VENV)/.stamp
-	@ADAPTERHUB_ADAPTERS_PYTHON=$(ADAPTERS_VENV)/bin/python $(BIN)/python -m pytest -q --durations=25
+	@ADAPTERHUB_ADAPTERS_PYTHON=$(ADAPTERS_VENV)/bin/python $(BIN)/python -m pytest -q --durations=25 \
+		$(foreach lane,$(LANES),--ignore=$(lane))
+
+interop: $(VENV)/.stamp-dev $(VENV)/.stamp-data $(ADAPTERS_VENV)/.stamp
+	@ADAPTERHUB_ADAPTERS_PYTHON=$(ADAPTERS_VENV)/bin/python $(BIN)/python -m pytest -q --durations=10 tests/interop
+
+verify-seeds: $(VENV)/.stamp-dev $(VENV)/.stamp-data
+	@$(BIN)/python -m pytest -q --durations=10 tests/cli/test_eval_seeds.py
 
 # The fast lane (under 3 minutes on 2 cores): everything but the tests marked slow (real models,
 # heavy live servers, faults, fuzzing, the browser). `make test` stays the full suite. tests/faults
