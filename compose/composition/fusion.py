@@ -179,20 +179,9 @@ def combine_adapters(site, block: Fuse, out: torch.Tensor) -> torch.Tensor:
     tap = site.__dict__.get("ah_sublayer")
     input_tensor = tap.value if tap is not None else None
     layer_norm = tap.layer_norm if tap is not None else None
-    if c.is_parallel:  # ParallelAdapter.pre_forward: the sublayer's input is hidden state, query and residual
-        hidden = query = residual = input_tensor
-    else:  # Adapter.pre_forward
-        hidden = residual = query = out
-        if c.original_ln_before:
-            hidden = hidden + input_tensor
-            if c.residual_before_ln == "post_add":
-                residual = hidden
-            if layer_norm is not None:
-                hidden = layer_norm(hidden)
-        if c.residual_before_ln is False:
-            residual = hidden
-        if not layer.options["query_before_ln"]:
-            query = hidden
+    hidden, residual = adapters[-1].pre_forward(out, input_tensor, layer_norm)
+    # the query: the hidden state, or (query_before_ln) the raw output; a parallel adapter's is its input
+    query = out if layer.options["query_before_ln"] and not c.is_parallel else hidden
     fused = layer(query, [_up(a, hidden) for a in adapters], residual, block.kwargs["temperature"])
     if c.is_parallel:  # ParallelAdapter.post_forward adds the sublayer's output back
         fused = fused + out

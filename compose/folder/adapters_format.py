@@ -132,6 +132,11 @@ def read_safetensors(folder: Path, file: str, pickle: str | None = None) -> dict
                 f"{folder}: only pickle weights ({pickle}); adapterhub never unpickles. Convert it where you "
                 f"trust the file: cd {folder} && {af.CONVERT_COMMAND}")
         raise InvalidAdapterError(f"{folder}: missing {file}")
+    return load_checked(path)
+
+
+def load_checked(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, after the folder format's header check; any failure named."""
     check_safetensors_file(path)
     try:
         return load_file(str(path))

@@ -17,17 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from adapterhub import adapters_folder as af
 from adapterhub.compose.composition import block_layers, fusion
 from adapterhub.compose.composition import blocks as composition
 from adapterhub.compose.composition.blocks import ADAPTERS_FUSION_OPTIONS, Fuse
 from adapterhub.compose.core.arch import Sublayer, arch_spec
+from adapterhub.compose.folder.adapters_format import load_checked
 from adapterhub.compose.tuners.bottleneck.config import BottleneckConfig
 from adapterhub.compose.tuners.site import iter_sites
 from adapterhub.errors import CompositionError, IncompatibleAdapterError, InvalidAdapterError
-from adapterhub.format import atomic_folder, check_safetensors_file, read_json_object, write_json
+from adapterhub.format import atomic_folder, read_json_object, write_json
 
 if TYPE_CHECKING:
     from adapterhub.compose.core.model import AdapterModel
@@ -110,11 +111,7 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
             raise InvalidAdapterError(f"{folder}: only pickle weights ({PICKLE_FILE}); adapterhub never unpickles. "
                                       f"Convert it where you trust the file: cd {folder} && {command}")
         raise InvalidAdapterError(f"{folder}: missing {af.FUSION_WEIGHTS_FILE}")
-    check_safetensors_file(path)
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types
-        raise InvalidAdapterError(f"{path}: unreadable safetensors file ({exc})") from exc
+    return load_checked(path)
 
 
 def our_tensors(model: AdapterModel, folder: Path, tensors: dict[str, torch.Tensor], name: str,

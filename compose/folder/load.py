@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors.torch import load_file
 
 from adapterhub.adapters_folder import is_adapters_config
 from adapterhub.compose.core.fingerprint import check_fingerprint
-from adapterhub.compose.folder.adapters_format import read_adapters_folder
+from adapterhub.compose.folder.adapters_format import load_checked, read_adapters_folder
 from adapterhub.compose.folder.keys import PREFIX, PROMPT_KEY, PROMPT_METHOD_PREFIX, adapter_tensors
 from adapterhub.compose.folder.save import CARRIED_CARD_FIELDS
 from adapterhub.compose.tuners import Tuner, tuner_for_peft_type
@@ -27,7 +26,6 @@ from adapterhub.format import (
     CARD_FILE,
     CONFIG_FILE,
     WEIGHTS_FILE,
-    check_safetensors_file,
     is_pickle_name,
     read_json_object,
 )
@@ -47,11 +45,7 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
                 f"{folder}: only pickle weights ({pickles[0]}); adapterhub never unpickles - convert to safetensors"
             )
         raise InvalidAdapterError(f"{folder}: missing {WEIGHTS_FILE}")
-    check_safetensors_file(path)
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types
-        raise InvalidAdapterError(f"{path}: unreadable safetensors file ({exc})") from exc
+    return load_checked(path)
 
 
 # ---------------------------------------------------------------------- loading

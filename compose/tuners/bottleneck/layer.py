@@ -53,6 +53,23 @@ class BottleneckLayer(SiteAdapter):
         if c.is_parallel:
             out = self.bottleneck(residual_input)
             return (self.adapter_norm_after(out) if c.ln_after else out) + h
+        h, residual = self.pre_forward(h, residual_input, layer_norm)
+        out = self.bottleneck(h)
+        if c.adapter_residual_before_ln:
+            out = out + residual
+        if c.ln_after:
+            out = self.adapter_norm_after(out)
+        if not c.adapter_residual_before_ln:
+            out = out + residual
+        return out
+
+    def pre_forward(self, h: torch.Tensor, residual_input: torch.Tensor | None,
+                    layer_norm: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``adapters``' ``pre_forward``: the hidden state the adapter reads and its residual (a
+        parallel adapter reads the sublayer's input for both)."""
+        c = self.config
+        if c.is_parallel:
+            return residual_input, residual_input
         residual = h
         if c.original_ln_before:
             h = h + residual_input
@@ -62,14 +79,7 @@ class BottleneckLayer(SiteAdapter):
                 h = layer_norm(h)
         if c.residual_before_ln is False:
             residual = h
-        out = self.bottleneck(h)
-        if c.adapter_residual_before_ln:
-            out = out + residual
-        if c.ln_after:
-            out = self.adapter_norm_after(out)
-        if not c.adapter_residual_before_ln:
-            out = out + residual
-        return out
+        return h, residual
 
     def on_output(self, site: nn.Module, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         tap = site.__dict__.get("ah_sublayer")
